@@ -1,0 +1,3 @@
+/* cmd_demo.c — placeholder. */
+#include "commands.h"
+int cmd_demo(int argc, char **argv) { fprintf(stderr, "not implemented\n"); return 1; }

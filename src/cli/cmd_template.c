@@ -1,0 +1,3 @@
+/* cmd_template.c — placeholder. */
+#include "commands.h"
+int cmd_template(int argc, char **argv) { fprintf(stderr, "not implemented\n"); return 1; }

@@ -1,0 +1,24 @@
+/*
+ * commands.h — the `cinfer` subcommands. Each takes argv starting at the
+ * subcommand name, handles its own --help, and returns the process exit code
+ * (0 ok, 1 runtime failure, 2 usage error).
+ */
+#ifndef CINFER_CLI_COMMANDS_H
+#define CINFER_CLI_COMMANDS_H
+
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_template(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* Shared helpers for the command implementations (cli_common.c). */
+#include <stdbool.h>
+#include <stdio.h>
+/* true when argv[i] is -h or --help */
+bool cli_is_help(const char *arg);
+/* Prints "cinfer CMD: message" plus a hint to stderr; returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Fetches the value after option argv[*i]; returns NULL (and prints) when missing. */
+const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
+
+#endif

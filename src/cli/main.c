@@ -1,0 +1,61 @@
+/*
+ * main.c — the `cinfer` program: a table of subcommands.
+ * Each subcommand lives in its own cmd_*.c file and owns its --help text.
+ */
+#include "commands.h"
+#include "cinfer.h"
+
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"tokenize", cmd_tokenize, "encode text with a model's tokenizer; prints the ids as JSON"},
+    {"detokenize", cmd_detokenize, "decode token ids (JSON array) back to text"},
+    {"template", cmd_template, "render a Jinja chat template with a JSON context"},
+    {"demo", cmd_demo, "render a sample chat with the Qwen3 template and tokenize it"},
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void print_help(FILE *out) {
+    fprintf(out,
+            "cinfer %s — a C runtime for Qwen3-family language models\n\n"
+            "usage: cinfer COMMAND [OPTIONS]\n\ncommands:\n",
+            CINFER_VERSION);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(out, "  %-12s %s\n", "help", "show this list, or 'cinfer help COMMAND' for one command");
+    fprintf(out, "\n'cinfer COMMAND --help' explains each command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_help(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "help") == 0 || cli_is_help(name)) {
+        if (argc >= 3) {
+            for (size_t i = 0; i < N_COMMANDS; i++)
+                if (strcmp(argv[2], COMMANDS[i].name) == 0) {
+                    char *help_argv[] = {argv[2], "--help", NULL};
+                    return COMMANDS[i].run(2, help_argv);
+                }
+            fprintf(stderr, "cinfer: unknown command '%s'\n", argv[2]);
+            return 2;
+        }
+        print_help(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("cinfer %s\n", CINFER_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(name, COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "cinfer: unknown command '%s' (try 'cinfer help')\n", name);
+    return 2;
+}
