@@ -93,8 +93,7 @@ int32_t cinfer_tokenizer_token_id(const cinfer_tokenizer *tok, const char *token
 /* The decoded bytes of one token (NOT NUL-terminated in general; length in *len_out). */
 const char *cinfer_tokenizer_token_bytes(const cinfer_tokenizer *tok, int32_t id, size_t *len_out);
 bool cinfer_tokenizer_is_special(const cinfer_tokenizer *tok, int32_t id);
-/* From tokenizer_config.json; NULL when absent. */
-const char *cinfer_tokenizer_chat_template(const cinfer_tokenizer *tok);
+/* Text of the bos / eos tokens from tokenizer_config.json; NULL when absent. */
 const char *cinfer_tokenizer_bos_token(const cinfer_tokenizer *tok);
 const char *cinfer_tokenizer_eos_token(const cinfer_tokenizer *tok);
 
@@ -105,6 +104,19 @@ typedef struct cinfer_template cinfer_template;
 /* Parses a Jinja2 chat template. Syntax errors report line and column. */
 cinfer_template *cinfer_template_parse(const char *source, size_t len, cinfer_error *err);
 void cinfer_template_free(cinfer_template *tpl);
+
+/* Finds a model's own chat template: `path` is a model folder
+ * (chat_template.jinja, else tokenizer_config.json "chat_template", a string
+ * or a list of {name, template} where "default" wins) or a
+ * tokenizer_config.json file. Also returns the bos/eos token strings the
+ * template context needs (NULL when absent). Free with cinfer_chat_template_source_free. */
+typedef struct cinfer_chat_template_source {
+    char *template_text;
+    char *bos_token;
+    char *eos_token;
+} cinfer_chat_template_source;
+int cinfer_chat_template_source_load(const char *path, cinfer_chat_template_source *out, cinfer_error *err);
+void cinfer_chat_template_source_free(cinfer_chat_template_source *src);
 
 /* Renders with a context given as a JSON object text (messages, tools,
  * add_generation_prompt, enable_thinking, bos_token, ... any extra keys).

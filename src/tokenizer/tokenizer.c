@@ -8,4 +8,3 @@ void cinfer_tokenizer_free(cinfer_tokenizer *tok) { (void)tok; }
 long cinfer_tokenize(const cinfer_tokenizer *tok, const char *text, size_t len, unsigned flags, int32_t **ids_out, cinfer_error *err) {
     return ci_error(err, CINFER_ERR_INVALID, "not implemented");
 }
-const char *cinfer_tokenizer_chat_template(const cinfer_tokenizer *tok) { return NULL; }
