@@ -1,0 +1,477 @@
+/*
+ * scheduler.c — see scheduler.h for the loop. Memory is sized once in
+ * ci_sched_new (KV pool, forward scratch, logits rows); a step allocates
+ * only when a sequence's token or block list grows.
+ */
+#include "engine/scheduler.h"
+#include "util/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct seq {
+    int64_t id;
+    uint64_t arrival;       /* admission order: the largest is the youngest */
+    int32_t *tokens;        /* prompt followed by output */
+    int n_tokens, cap_tokens;
+    int n_prompt;
+    int n_computed;         /* positions whose K/V are in the cache */
+    int32_t *blocks;
+    int n_blocks, cap_blocks;
+    ci_request_params params;
+    int32_t *stop_ids;
+    ci_rng rng;
+    ci_token_callback cb;
+    void *user;
+    bool cancelled;
+    int n_cached;           /* prompt tokens found in the prefix cache */
+    struct seq *next;       /* waiting / incoming list link */
+    /* per-step scratch */
+    int step_chunk;         /* tokens of this seq in the current batch */
+    int logits_row;         /* row in the logits buffer, -1 when none */
+} seq;
+
+struct ci_scheduler {
+    const qwen3_model *model;
+    ci_sched_options opt;
+    ci_kv_cache kv;
+    qwen3_state state;
+    ci_sampler_scratch sampler;
+    float *logits;          /* [max_num_seqs, vocab] */
+
+    /* batch assembly buffers, [max_batch_tokens] */
+    int32_t *b_tokens, *b_pos, *b_seq;
+    bool *b_want;
+    ci_block_table *b_tables; /* [max_num_seqs] */
+    seq **b_seqs;             /* [max_num_seqs] */
+
+    seq **running;
+    int n_running;
+    seq *waiting_head, *waiting_tail;
+
+    pthread_mutex_t lock;   /* guards incoming, cancels, stats, next_id */
+    pthread_cond_t work;
+    seq *incoming_head, *incoming_tail;
+    int64_t *cancels;
+    int n_cancels, cap_cancels;
+    int64_t next_id;
+    uint64_t next_arrival;
+    bool wakeup;
+    ci_sched_stats stats;
+};
+
+/* ------------------------------------------------------------ lifecycle */
+
+ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, cinfer_error *err) {
+    int blocks_per_seq = (o->max_model_len + o->block_size - 1) / (o->block_size > 0 ? o->block_size : 1);
+    if (o->max_num_seqs <= 0 || o->max_batch_tokens < o->max_num_seqs || o->max_model_len <= 0 || o->block_size <= 0) {
+        ci_error(err, CINFER_ERR_INVALID,
+                 "scheduler: need max_num_seqs > 0, max_batch_tokens >= max_num_seqs, max_model_len > 0, block_size > 0");
+        return NULL;
+    }
+    if (o->n_kv_blocks < blocks_per_seq) {
+        ci_error(err, CINFER_ERR_INVALID,
+                 "scheduler: the KV cache holds %d blocks of %d positions, fewer than one sequence of max_model_len %d needs (%d)",
+                 o->n_kv_blocks, o->block_size, o->max_model_len, blocks_per_seq);
+        return NULL;
+    }
+    ci_scheduler *s = ci_calloc(1, sizeof *s);
+    s->model = model;
+    s->opt = *o;
+    const qwen3_hparams *hp = &model->hp;
+    if (ci_kv_cache_init(&s->kv, hp->n_layers, hp->n_kv_heads, hp->head_dim, o->block_size, o->n_kv_blocks, o->kv_dtype, err) != 0 ||
+        qwen3_state_init(&s->state, hp, o->max_batch_tokens, o->max_model_len, err) != 0) {
+        ci_kv_cache_free(&s->kv);
+        free(s);
+        return NULL;
+    }
+    ci_sampler_scratch_init(&s->sampler, hp->vocab);
+    size_t logits_n;
+    if (ci_mul_overflow((size_t)o->max_num_seqs, (size_t)hp->vocab, &logits_n)) logits_n = SIZE_MAX;
+    s->logits = ci_realloc_array(NULL, logits_n, sizeof(float));
+    s->b_tokens = ci_malloc((size_t)o->max_batch_tokens * sizeof(int32_t));
+    s->b_pos = ci_malloc((size_t)o->max_batch_tokens * sizeof(int32_t));
+    s->b_seq = ci_malloc((size_t)o->max_batch_tokens * sizeof(int32_t));
+    s->b_want = ci_malloc((size_t)o->max_batch_tokens * sizeof(bool));
+    s->b_tables = ci_malloc((size_t)o->max_num_seqs * sizeof(ci_block_table));
+    s->b_seqs = ci_malloc((size_t)o->max_num_seqs * sizeof(seq *));
+    s->running = ci_malloc((size_t)o->max_num_seqs * sizeof(seq *));
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->work, NULL);
+    s->next_id = 1;
+    s->stats.kv_blocks_total = o->n_kv_blocks;
+    s->stats.kv_blocks_free = s->kv.n_free;
+    return s;
+}
+
+static void seq_free(seq *q) {
+    if (!q) return;
+    free(q->tokens);
+    free(q->blocks);
+    free(q->stop_ids);
+    free(q);
+}
+
+static void release_blocks(ci_scheduler *s, seq *q) {
+    for (int i = 0; i < q->n_blocks; i++) ci_kv_release_block(&s->kv, q->blocks[i]);
+    q->n_blocks = 0;
+    q->n_computed = 0;
+}
+
+void ci_sched_free(ci_scheduler *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_running; i++) seq_free(s->running[i]);
+    for (seq *q = s->waiting_head, *n; q; q = n) n = q->next, seq_free(q);
+    for (seq *q = s->incoming_head, *n; q; q = n) n = q->next, seq_free(q);
+    ci_kv_cache_free(&s->kv);
+    qwen3_state_free(&s->state);
+    ci_sampler_scratch_free(&s->sampler);
+    free(s->logits);
+    free(s->b_tokens);
+    free(s->b_pos);
+    free(s->b_seq);
+    free(s->b_want);
+    free(s->b_tables);
+    free(s->b_seqs);
+    free(s->running);
+    free(s->cancels);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->work);
+    free(s);
+}
+
+/* ---------------------------------------------------------- submission */
+
+int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, const ci_request_params *p,
+                        ci_token_callback cb, void *user, cinfer_error *err) {
+    if (n_prompt <= 0) return ci_error(err, CINFER_ERR_INVALID, "the prompt is empty");
+    if (n_prompt >= s->opt.max_model_len)
+        return ci_error(err, CINFER_ERR_LIMIT, "the prompt has %d tokens; the context holds %d (prompt + output)",
+                        n_prompt, s->opt.max_model_len);
+    if (p->max_new_tokens <= 0) return ci_error(err, CINFER_ERR_INVALID, "max_new_tokens must be positive");
+    if (p->top_logprobs < 0 || p->top_logprobs > CI_MAX_TOP_LOGPROBS)
+        return ci_error(err, CINFER_ERR_INVALID, "top_logprobs must be between 0 and %d", CI_MAX_TOP_LOGPROBS);
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= s->model->hp.vocab)
+            return ci_error(err, CINFER_ERR_INVALID, "prompt token %d at index %d is outside the vocabulary", prompt[i], i);
+
+    seq *q = ci_calloc(1, sizeof *q);
+    int cap = n_prompt + (p->max_new_tokens < s->opt.max_model_len ? p->max_new_tokens : s->opt.max_model_len) + 1;
+    if (cap > s->opt.max_model_len + 1) cap = s->opt.max_model_len + 1;
+    q->tokens = ci_malloc((size_t)cap * sizeof(int32_t));
+    q->cap_tokens = cap;
+    memcpy(q->tokens, prompt, (size_t)n_prompt * sizeof(int32_t));
+    q->n_tokens = q->n_prompt = n_prompt;
+    q->params = *p;
+    if (p->n_stop_ids > 0) {
+        q->stop_ids = ci_malloc((size_t)p->n_stop_ids * sizeof(int32_t));
+        memcpy(q->stop_ids, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int32_t));
+    }
+    q->params.stop_ids = q->stop_ids;
+    q->cb = cb;
+    q->user = user;
+    q->logits_row = -1;
+    uint64_t seed = p->sampling.has_seed ? p->sampling.seed : 0;
+    if (!p->sampling.has_seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)q;
+    }
+    ci_rng_seed(&q->rng, seed);
+
+    pthread_mutex_lock(&s->lock);
+    q->id = s->next_id++;
+    if (s->incoming_tail) s->incoming_tail->next = q;
+    else s->incoming_head = q;
+    s->incoming_tail = q;
+    s->stats.waiting++;
+    int64_t id = q->id;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+    return id;
+}
+
+void ci_sched_cancel(ci_scheduler *s, int64_t request_id) {
+    pthread_mutex_lock(&s->lock);
+    if (s->n_cancels == s->cap_cancels) {
+        s->cap_cancels = s->cap_cancels ? s->cap_cancels * 2 : 16;
+        s->cancels = ci_realloc_array(s->cancels, (size_t)s->cap_cancels, sizeof *s->cancels);
+    }
+    s->cancels[s->n_cancels++] = request_id;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ci_sched_wait_for_work(ci_scheduler *s) {
+    pthread_mutex_lock(&s->lock);
+    while (!s->incoming_head && s->n_cancels == 0 && !s->wakeup) pthread_cond_wait(&s->work, &s->lock);
+    s->wakeup = false;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ci_sched_wakeup(ci_scheduler *s) {
+    pthread_mutex_lock(&s->lock);
+    s->wakeup = true;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ci_sched_get_stats(ci_scheduler *s, ci_sched_stats *out) {
+    pthread_mutex_lock(&s->lock);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static void waiting_push_back(ci_scheduler *s, seq *q) {
+    q->next = NULL;
+    if (s->waiting_tail) s->waiting_tail->next = q;
+    else s->waiting_head = q;
+    s->waiting_tail = q;
+}
+
+static void waiting_push_front(ci_scheduler *s, seq *q) {
+    q->next = s->waiting_head;
+    s->waiting_head = q;
+    if (!s->waiting_tail) s->waiting_tail = q;
+}
+
+static seq *waiting_pop_front(ci_scheduler *s) {
+    seq *q = s->waiting_head;
+    if (q) {
+        s->waiting_head = q->next;
+        if (!s->waiting_head) s->waiting_tail = NULL;
+        q->next = NULL;
+    }
+    return q;
+}
+
+static void finish(ci_scheduler *s, seq *q, ci_finish_reason why, int32_t token, const ci_token_event *base) {
+    ci_token_event ev = base ? *base : (ci_token_event){0};
+    ev.request_id = q->id;
+    ev.token = token;
+    ev.finish = why;
+    ev.n_prompt_tokens = q->n_prompt;
+    ev.n_output_tokens = q->n_tokens - q->n_prompt;
+    ev.n_cached_tokens = q->n_cached;
+    if (q->cb) q->cb(q->user, &ev);
+    release_blocks(s, q);
+    seq_free(q);
+}
+
+static void remove_running(ci_scheduler *s, int idx) {
+    memmove(&s->running[idx], &s->running[idx + 1], (size_t)(s->n_running - idx - 1) * sizeof(seq *));
+    s->n_running--;
+}
+
+/* Applies queued cancellations and moves new submissions to the waiting list. */
+static void drain_incoming(ci_scheduler *s) {
+    pthread_mutex_lock(&s->lock);
+    seq *in = s->incoming_head;
+    s->incoming_head = s->incoming_tail = NULL;
+    int n_cancels = s->n_cancels;
+    int64_t cancels_local[64];
+    int64_t *cancels = n_cancels <= 64 ? cancels_local : ci_malloc((size_t)n_cancels * sizeof(int64_t));
+    memcpy(cancels, s->cancels, (size_t)n_cancels * sizeof(int64_t));
+    s->n_cancels = 0;
+    pthread_mutex_unlock(&s->lock);
+
+    for (seq *q = in, *n; q; q = n) {
+        n = q->next;
+        q->arrival = s->next_arrival++;
+        waiting_push_back(s, q);
+    }
+    for (int c = 0; c < n_cancels; c++) {
+        for (int i = 0; i < s->n_running; i++)
+            if (s->running[i]->id == cancels[c]) s->running[i]->cancelled = true;
+        for (seq *q = s->waiting_head; q; q = q->next)
+            if (q->id == cancels[c]) q->cancelled = true;
+    }
+    if (cancels != cancels_local) free(cancels);
+
+    for (int i = s->n_running - 1; i >= 0; i--)
+        if (s->running[i]->cancelled) {
+            seq *q = s->running[i];
+            remove_running(s, i);
+            finish(s, q, CI_FINISH_CANCELLED, -1, NULL);
+        }
+    seq **link = &s->waiting_head;
+    s->waiting_tail = NULL;
+    while (*link) {
+        seq *q = *link;
+        if (q->cancelled) {
+            *link = q->next;
+            finish(s, q, CI_FINISH_CANCELLED, -1, NULL);
+        } else {
+            s->waiting_tail = q;
+            link = &q->next;
+        }
+    }
+}
+
+/* Grows q's block table to cover positions [0, n_positions). */
+static bool ensure_blocks(ci_scheduler *s, seq *q, int n_positions) {
+    int need = (n_positions + s->opt.block_size - 1) / s->opt.block_size;
+    if (need - q->n_blocks > s->kv.n_free) return false;
+    if (need > q->cap_blocks) {
+        q->cap_blocks = need + 8;
+        q->blocks = ci_realloc_array(q->blocks, (size_t)q->cap_blocks, sizeof(int32_t));
+    }
+    while (q->n_blocks < need) q->blocks[q->n_blocks++] = ci_kv_alloc_block(&s->kv);
+    return true;
+}
+
+/* Frees the youngest running sequence's blocks and puts it back at the head
+ * of the waiting list; it recomputes its tokens when readmitted. */
+static seq *preempt_youngest(ci_scheduler *s) {
+    int y = 0;
+    for (int i = 1; i < s->n_running; i++)
+        if (s->running[i]->arrival > s->running[y]->arrival) y = i;
+    seq *q = s->running[y];
+    remove_running(s, y);
+    release_blocks(s, q);
+    waiting_push_front(s, q);
+    s->stats.preemptions++;
+    return q;
+}
+
+static bool is_stop_id(const seq *q, int32_t t) {
+    for (int i = 0; i < q->params.n_stop_ids; i++)
+        if (q->stop_ids[i] == t) return true;
+    return false;
+}
+
+/* ----------------------------------------------------------------- step */
+
+int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
+    drain_incoming(s);
+    const int budget = s->opt.max_batch_tokens;
+    int n_batch = 0, n_bseq = 0;
+
+    /* Running sequences, oldest first: each needs its next chunk's blocks.
+     * When the pool is dry, the youngest gives its blocks back. */
+    for (int i = 0; i < s->n_running; i++) s->running[i]->step_chunk = 0;
+    for (int i = 0; i < s->n_running;) {
+        seq *q = s->running[i];
+        int remaining = q->n_tokens - q->n_computed;
+        int room = budget - n_batch;
+        int chunk = remaining < room ? remaining : room;
+        if (chunk <= 0) { i++; continue; }
+        if (!ensure_blocks(s, q, q->n_computed + chunk)) {
+            /* Try a smaller chunk first: what the free blocks cover. */
+            int cover = (q->n_blocks + s->kv.n_free) * s->opt.block_size - q->n_computed;
+            if (cover > 0 && cover < chunk && remaining > 1) {
+                chunk = cover;
+                ensure_blocks(s, q, q->n_computed + chunk);
+            } else {
+                seq *victim = preempt_youngest(s);
+                if (victim == q) continue; /* q itself was youngest; index i now holds the next one */
+                /* i may have shifted if victim was before q: restart the scan. */
+                n_batch = 0;
+                for (int k = 0; k < s->n_running; k++) s->running[k]->step_chunk = 0;
+                i = 0;
+                continue;
+            }
+        }
+        q->step_chunk = chunk;
+        n_batch += chunk;
+        i++;
+    }
+
+    /* Admit waiting requests while slots, budget and blocks allow. */
+    while (s->waiting_head && s->n_running < s->opt.max_num_seqs && n_batch < budget) {
+        seq *q = s->waiting_head;
+        int remaining = q->n_tokens - q->n_computed;
+        int room = budget - n_batch;
+        int chunk = remaining < room ? remaining : room;
+        int cover = s->kv.n_free * s->opt.block_size;
+        if (cover < chunk) chunk = cover;
+        if (chunk <= 0) break;
+        waiting_pop_front(s);
+        ensure_blocks(s, q, q->n_computed + chunk);
+        q->step_chunk = chunk;
+        s->running[s->n_running++] = q;
+        n_batch += chunk;
+    }
+
+    /* Assemble the batch. */
+    n_batch = 0;
+    for (int i = 0; i < s->n_running; i++) {
+        seq *q = s->running[i];
+        q->logits_row = -1;
+        if (q->step_chunk == 0) continue;
+        s->b_tables[n_bseq] = (ci_block_table){.blocks = q->blocks, .n_blocks = q->n_blocks};
+        s->b_seqs[n_bseq] = q;
+        for (int t = 0; t < q->step_chunk; t++) {
+            int pos = q->n_computed + t;
+            s->b_tokens[n_batch] = q->tokens[pos];
+            s->b_pos[n_batch] = pos;
+            s->b_seq[n_batch] = n_bseq;
+            s->b_want[n_batch] = (pos == q->n_tokens - 1);
+            n_batch++;
+        }
+        n_bseq++;
+    }
+
+    if (n_batch > 0) {
+        qwen3_batch b = {.n_tokens = n_batch, .tokens = s->b_tokens, .pos = s->b_pos, .seq = s->b_seq,
+                         .want_logits = s->b_want, .n_seqs = n_bseq, .seq_blocks = s->b_tables};
+        int rows = qwen3_forward(s->model, &s->state, &s->kv, &b, s->logits, err);
+        if (rows < 0) return rows;
+        /* Logits rows come in batch order: one per sequence that reached its end. */
+        int row = 0;
+        for (int k = 0; k < n_bseq; k++) {
+            seq *q = s->b_seqs[k];
+            q->n_computed += q->step_chunk;
+            if (q->n_computed == q->n_tokens) q->logits_row = row++;
+        }
+    }
+
+    /* Sample, report, retire. */
+    int V = s->model->hp.vocab;
+    uint64_t generated = 0;
+    for (int i = 0; i < s->n_running;) {
+        seq *q = s->running[i];
+        if (q->logits_row < 0) { i++; continue; }
+        const float *logits = s->logits + (size_t)q->logits_row * V;
+        int n_out = q->n_tokens - q->n_prompt;
+        int32_t tok = ci_sample(&s->sampler, &q->params.sampling, &q->rng, logits, q->tokens, q->n_prompt,
+                                q->tokens + q->n_prompt, n_out);
+        ci_token_event ev = {.request_id = q->id, .token = tok};
+        if (q->params.want_logprobs || q->params.top_logprobs > 0) {
+            ev.logprob = ci_logprob_of(logits, V, tok);
+            ev.n_top = ci_top_logprobs(logits, V, q->params.top_logprobs, ev.top_ids, ev.top_logprobs);
+        }
+        q->tokens[q->n_tokens++] = tok;
+        generated++;
+        ev.n_prompt_tokens = q->n_prompt;
+        ev.n_output_tokens = q->n_tokens - q->n_prompt;
+        ev.n_cached_tokens = q->n_cached;
+        ci_finish_reason why = CI_FINISH_NONE;
+        if (is_stop_id(q, tok)) why = CI_FINISH_STOP;
+        else if (ev.n_output_tokens >= q->params.max_new_tokens || q->n_tokens >= s->opt.max_model_len) why = CI_FINISH_LENGTH;
+        if (why == CI_FINISH_NONE) {
+            if (q->cb && q->cb(q->user, &ev)) why = CI_FINISH_STOP;
+            if (why == CI_FINISH_NONE) { i++; continue; }
+            remove_running(s, i);
+            finish(s, q, why, -1, &ev);
+        } else {
+            remove_running(s, i);
+            finish(s, q, why, tok, &ev);
+        }
+    }
+
+    int waiting = 0;
+    for (seq *q = s->waiting_head; q; q = q->next) waiting++;
+    pthread_mutex_lock(&s->lock);
+    s->stats.running = s->n_running;
+    s->stats.waiting = waiting;
+    for (seq *q = s->incoming_head; q; q = q->next) s->stats.waiting++;
+    s->stats.kv_blocks_free = s->kv.n_free;
+    s->stats.generated_tokens += generated;
+    int active = s->stats.running + s->stats.waiting;
+    pthread_mutex_unlock(&s->lock);
+    return active;
+}

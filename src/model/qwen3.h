@@ -1,0 +1,114 @@
+/*
+ * qwen3.h — the Qwen3 dense transformer: hyper-parameters, weights and one
+ * batched forward pass over a paged KV cache.
+ *
+ * Shaped after llama2.c's run.c (Config / Weights / State, all scratch memory
+ * allocated up front) but batched from the start: one call takes tokens from
+ * several sequences at different positions — prefill chunks and single decode
+ * tokens mixed — because the scheduler (src/engine) builds exactly such
+ * batches. Nothing here knows about files: src/model/loader.c fills the
+ * weights from a safetensors folder or a GGUF file.
+ */
+#ifndef CINFER_QWEN3_H
+#define CINFER_QWEN3_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+#include "engine/kv_cache.h"
+
+typedef struct qwen3_hparams {
+    int n_layers;
+    int hidden;         /* H */
+    int intermediate;   /* I */
+    int n_heads;        /* query heads */
+    int n_kv_heads;     /* key/value heads (GQA) */
+    int head_dim;       /* d; n_heads*d may differ from H (0.6B, 4B) */
+    int vocab;          /* rows of the embedding / lm_head (151936 for Qwen3) */
+    float rms_eps;
+    double rope_theta;
+    int max_positions;  /* max_position_embeddings */
+} qwen3_hparams;
+
+/* A 2-D weight as stored: rows = output features, cols = input features,
+ * row-major, each row ci_row_bytes(type, cols) bytes. Usually points into a
+ * memory-mapped file. */
+typedef struct ci_weight {
+    const void *data;
+    ci_wtype type;
+    int rows;
+    int cols;
+} ci_weight;
+
+typedef struct qwen3_layer {
+    const float *attn_norm;   /* [H] */
+    const float *q_norm;      /* [d] per-head RMSNorm of queries */
+    const float *k_norm;      /* [d] */
+    const float *ffn_norm;    /* [H] */
+    ci_weight wq;             /* [n_heads*d, H] */
+    ci_weight wk;             /* [n_kv*d, H] */
+    ci_weight wv;             /* [n_kv*d, H] */
+    ci_weight wo;             /* [H, n_heads*d] */
+    ci_weight w_gate;         /* [I, H] */
+    ci_weight w_up;           /* [I, H] */
+    ci_weight w_down;         /* [H, I] */
+} qwen3_layer;
+
+typedef struct qwen3_weights {
+    ci_weight tok_embd;       /* [V, H] */
+    ci_weight output;         /* [V, H]; equals tok_embd when tied and not stored */
+    const float *output_norm; /* [H] */
+    qwen3_layer *layers;      /* [n_layers] */
+} qwen3_weights;
+
+/* One forward call's input. Token i belongs to sequence seq[i] (an index
+ * into seq_blocks), sits at position pos[i], and its K/V are written into the
+ * cache slot for that position. Tokens of one sequence must appear in
+ * increasing position order; every earlier position of the sequence must
+ * already be in the cache or earlier in this batch. */
+typedef struct qwen3_batch {
+    int n_tokens;
+    const int32_t *tokens;
+    const int32_t *pos;
+    const int32_t *seq;
+    const bool *want_logits;      /* NULL: logits for every token */
+    int n_seqs;
+    const ci_block_table *seq_blocks; /* [n_seqs] */
+} qwen3_batch;
+
+/* Scratch memory for forward passes of up to max_batch tokens over contexts
+ * of up to max_context positions. */
+typedef struct qwen3_state {
+    int max_batch;
+    int max_context;
+    int n_threads;
+    float *x;        /* [B, H] residual stream */
+    float *xb;       /* [B, H] normed input */
+    float *q;        /* [B, n_heads*d] */
+    float *k;        /* [B, n_kv*d] */
+    float *v;        /* [B, n_kv*d] */
+    float *attn_out; /* [B, n_heads*d] */
+    float *gate;     /* [B, I] */
+    float *up;       /* [B, I] */
+    float *scores;   /* [threads, max_context] attention weights */
+    float *rope_cos; /* [B, d/2] */
+    float *rope_sin; /* [B, d/2] */
+    int32_t *logit_rows; /* [B] batch index of each logits row */
+} qwen3_state;
+
+typedef struct qwen3_model {
+    qwen3_hparams hp;
+    qwen3_weights w;
+} qwen3_model;
+
+int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int max_context, cinfer_error *err);
+void qwen3_state_free(qwen3_state *s);
+
+/* Runs the batch through the model. Writes logits (vocab floats per row) for
+ * the tokens with want_logits, in batch order, into `logits`, and returns the
+ * number of rows written, or < 0 on error (bad batch). */
+int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const qwen3_batch *b,
+                  float *logits, cinfer_error *err);
+
+#endif
