@@ -53,7 +53,13 @@ void cinfer_free(void *ptr);
 typedef struct cinfer_tokenizer cinfer_tokenizer;
 
 /* Loads a Hugging Face tokenizer. `path` is a model folder (tokenizer.json +
- * optional tokenizer_config.json) or a tokenizer.json file. */
+ * optional tokenizer_config.json) or a tokenizer.json file.
+ * Supported: byte-level BPE (Qwen2/Qwen3, Llama-3, GPT-2 style files):
+ * normalizer NFC / Sequence of NFC / null, pre-tokenizer Split (any
+ * behaviour) and ByteLevel, BPE with merges in either JSON form. Anything
+ * else, and any corrupt, truncated or inconsistent file (duplicate ids,
+ * merges naming unknown tokens, files over 512 MiB, ...) fails with an error
+ * naming the problem. Encoding matches Hugging Face `tokenizers` exactly. */
 cinfer_tokenizer *cinfer_tokenizer_load(const char *path, cinfer_error *err);
 void cinfer_tokenizer_free(cinfer_tokenizer *tok);
 
@@ -66,13 +72,22 @@ enum {
 /* Encodes `len` bytes of UTF-8 `text`. On success returns the number of ids
  * and stores a cinfer_free()-able array in *ids_out (NULL when 0 ids).
  * Invalid UTF-8 is replaced by U+FFFD before encoding (as HF does when it
- * receives a Python str built with errors="replace"). Returns < 0 on error. */
+ * receives a Python str built with errors="replace": one U+FFFD per maximal
+ * invalid subsequence). Returns < 0 on error.
+ * Semantics are HF's encode(text, add_special_tokens=False): no BOS/EOS or
+ * other post-processor tokens are ever added (see
+ * cinfer_tokenizer_post_processor_bos_id); special-token text in `text` IS
+ * recognised unless CINFER_TOKENIZE_SPLIT_SPECIAL is given.
+ * Thread-safe: one tokenizer may encode on many threads at once (each thread
+ * keeps a small word cache). */
 long cinfer_tokenize(const cinfer_tokenizer *tok, const char *text, size_t len,
                      unsigned flags, int32_t **ids_out, cinfer_error *err);
 
 /* Decodes ids to UTF-8 (invalid byte sequences become U+FFFD, as HF's
  * decode with errors="replace"). Returns a NUL-terminated cinfer_free()-able
- * string, its byte length in *len_out when non-NULL. */
+ * string, its byte length in *len_out when non-NULL. skip_special leaves out
+ * added tokens marked special (for Qwen3 <think> and the tool tags are not
+ * special and stay). Ids that name no token decode to nothing, as in HF. */
 char *cinfer_detokenize(const cinfer_tokenizer *tok, const int32_t *ids, size_t n,
                         bool skip_special, size_t *len_out, cinfer_error *err);
 
@@ -96,6 +111,11 @@ bool cinfer_tokenizer_is_special(const cinfer_tokenizer *tok, int32_t id);
 /* Text of the bos / eos tokens from tokenizer_config.json; NULL when absent. */
 const char *cinfer_tokenizer_bos_token(const cinfer_tokenizer *tok);
 const char *cinfer_tokenizer_eos_token(const cinfer_tokenizer *tok);
+/* The id a TemplateProcessing post-processor would put in front of a single
+ * sequence (e.g. Llama-3's <|begin_of_text|>), or -1 (Qwen3: none).
+ * cinfer_tokenize never adds it; a caller that wants HF's
+ * add_special_tokens=True behaviour prepends it. */
+int32_t cinfer_tokenizer_post_processor_bos_id(const cinfer_tokenizer *tok);
 
 /* ---------------------------------------------------------- chat template */
 
@@ -123,6 +143,96 @@ void cinfer_chat_template_source_free(cinfer_chat_template_source *src);
  * Returns a NUL-terminated cinfer_free()-able string; byte length in *len_out. */
 char *cinfer_template_render_json(const cinfer_template *tpl, const char *context_json,
                                   size_t context_len, size_t *len_out, cinfer_error *err);
+
+
+/* ------------------------------------------------------------ local model */
+
+/* A loaded checkpoint with its tokenizer, chat template, generation defaults
+ * and a scheduler. `path` is a Hugging Face folder as downloaded
+ * (config.json, safetensors, tokenizer files) or a GGUF file. */
+typedef struct cinfer_model cinfer_model;
+
+typedef struct cinfer_model_options {
+    int n_threads;          /* 0: all online CPUs */
+    int max_model_len;      /* positions per sequence; 0: min(model maximum, 32768) */
+    int max_num_seqs;       /* concurrent sequences; 0: 1 */
+    double kv_cache_gib;    /* KV pool size; 0: max_num_seqs full-length sequences */
+    bool show_progress;     /* progress bar on stderr while loading, if it is a terminal */
+} cinfer_model_options;
+
+void cinfer_model_options_init(cinfer_model_options *o);
+cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *o, cinfer_error *err);
+void cinfer_model_free(cinfer_model *m);
+const cinfer_tokenizer *cinfer_model_tokenizer(const cinfer_model *m);
+/* Short description: architecture, sizes, weight type. */
+const char *cinfer_model_describe(const cinfer_model *m);
+
+typedef struct cinfer_message {
+    const char *role;              /* "system", "user", "assistant", "tool" */
+    const char *content;
+    const char *reasoning_content; /* assistant thinking, may be NULL */
+} cinfer_message;
+
+/* Streaming: called with each new piece of thinking or content text (never a
+ * broken UTF-8 sequence). Return false to stop generating (Ctrl-C). */
+typedef bool (*cinfer_delta_fn)(void *user, const char *thinking, size_t thinking_len, const char *content,
+                                size_t content_len);
+
+/* Generation options. cinfer_gen_options_init() sets "unset" markers; unset
+ * sampling values come from the model's generation_config.json (greedy when
+ * it has none). */
+typedef struct cinfer_gen_options {
+    float temperature;        /* < 0: default; 0: greedy */
+    float top_p;              /* < 0: default */
+    int top_k;                /* < 0: default; 0: off */
+    float min_p;              /* < 0: default */
+    float repetition_penalty; /* <= 0: default */
+    float presence_penalty;
+    float frequency_penalty;
+    int max_new_tokens;       /* <= 0: until a stop token or the context is full */
+    bool has_seed;
+    uint64_t seed;
+    int enable_thinking;      /* -1: template default, 0: off, 1: on */
+    const char *const *stop;  /* stop strings, not included in the output */
+    int n_stop;
+    int top_logprobs;         /* 0..20: record the most likely tokens per step */
+    bool raw;                 /* cinfer_generate only: the prompt is used without the chat template */
+    cinfer_delta_fn on_delta;
+    void *user;
+} cinfer_gen_options;
+
+void cinfer_gen_options_init(cinfer_gen_options *o);
+
+typedef struct cinfer_top_logprob {
+    int32_t id;
+    float logprob;
+} cinfer_top_logprob;
+
+typedef struct cinfer_result {
+    char *thinking;            /* NUL-terminated; "" when the model did not think */
+    char *content;
+    const char *finish_reason; /* "stop", "length", "cancelled" */
+    int prompt_tokens;
+    int completion_tokens;
+    int32_t *tokens;           /* generated ids */
+    int n_tokens;
+    int n_top_logprobs;        /* per token: this many entries in top_logprobs */
+    cinfer_top_logprob *top_logprobs; /* [n_tokens * n_top_logprobs] */
+} cinfer_result;
+
+void cinfer_result_free(cinfer_result *r);
+
+/* One chat turn, the C form of the tutorial's chat_with_local_model(): the
+ * system prompt (if any and if history has none), the history, then the user
+ * input go through the model's chat template; the answer is split into
+ * thinking and content. */
+int cinfer_chat(cinfer_model *m, const cinfer_message *history, size_t n_history, const char *system_prompt,
+                const char *user_input, const cinfer_gen_options *o, cinfer_result *out, cinfer_error *err);
+
+/* Generation from a prompt: with o->raw the text is tokenized as is,
+ * otherwise it is the user message of a one-turn chat. */
+int cinfer_generate(cinfer_model *m, const char *prompt, const cinfer_gen_options *o, cinfer_result *out,
+                    cinfer_error *err);
 
 #ifdef __cplusplus
 }

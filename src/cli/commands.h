@@ -10,6 +10,8 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_make_test_model(int argc, char **argv);
 
 /* Shared helpers for the command implementations (cli_common.c). */
 #include <stdbool.h>

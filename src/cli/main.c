@@ -16,8 +16,10 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer; prints the ids as JSON"},
     {"detokenize", cmd_detokenize, "decode token ids (JSON array) back to text"},
+    {"run", cmd_run, "generate an answer with a local model (HF folder or GGUF)"},
     {"template", cmd_template, "render a Jinja chat template with a JSON context"},
     {"demo", cmd_demo, "render a sample chat with the Qwen3 template and tokenize it"},
+    {"make-test-model", cmd_make_test_model, "write a random-weight Qwen3 (HF folder or GGUF) with the real layout"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -1,0 +1,83 @@
+/* gen_args.c — see gen_args.h. */
+#include "gen_args.h"
+#include "commands.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char GEN_ARGS_HELP[] =
+    "  --system S            system prompt\n"
+    "  --think | --no-think  enable_thinking for the chat template (default: the template's)\n"
+    "  --temperature T       0 = greedy (default: generation_config.json)\n"
+    "  --top-p P  --top-k K  --min-p P\n"
+    "  --repetition-penalty R  --presence-penalty P  --frequency-penalty F\n"
+    "  --max-tokens N        at most N new tokens\n"
+    "  --stop S              stop string (repeatable, up to 16)\n"
+    "  --seed N              same seed, same output\n"
+    "  --threads N           CPU threads (default: all)\n"
+    "  --ctx-size N          context length (default: min(model maximum, 32768))\n";
+
+void gen_args_init(gen_args *a) {
+    memset(a, 0, sizeof *a);
+    cinfer_gen_options_init(&a->gen);
+    a->gen.stop = a->stop;
+}
+
+static int parse_float(const char *cmd, const char *opt, const char *v, float *out) {
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end) return cli_usage_error(cmd, "%s expects a number, got '%s'", opt, v);
+    *out = (float)d;
+    return 0;
+}
+
+static int parse_int(const char *cmd, const char *opt, const char *v, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi)
+        return cli_usage_error(cmd, "%s expects an integer in [%lld, %lld], got '%s'", opt, lo, hi, v);
+    *out = n;
+    return 0;
+}
+
+int gen_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i) {
+    const char *opt = argv[*i];
+    if (!strcmp(opt, "--think")) return a->gen.enable_thinking = 1, 1;
+    if (!strcmp(opt, "--no-think")) return a->gen.enable_thinking = 0, 1;
+    static const char *const with_value[] = {"--system", "--temperature", "--top-p", "--top-k", "--min-p",
+                                             "--repetition-penalty", "--presence-penalty", "--frequency-penalty",
+                                             "--max-tokens", "--stop", "--seed", "--threads", "--ctx-size", NULL};
+    bool known = false;
+    for (int k = 0; with_value[k]; k++) known |= !strcmp(opt, with_value[k]);
+    if (!known) return 0;
+    const char *v = cli_option_value(cmd, argc, argv, i);
+    if (!v) return 2;
+    long long n = 0;
+    int bad = 0;
+    if (!strcmp(opt, "--system")) a->system = v;
+    else if (!strcmp(opt, "--temperature")) bad = parse_float(cmd, opt, v, &a->gen.temperature);
+    else if (!strcmp(opt, "--top-p")) bad = parse_float(cmd, opt, v, &a->gen.top_p);
+    else if (!strcmp(opt, "--min-p")) bad = parse_float(cmd, opt, v, &a->gen.min_p);
+    else if (!strcmp(opt, "--repetition-penalty")) bad = parse_float(cmd, opt, v, &a->gen.repetition_penalty);
+    else if (!strcmp(opt, "--presence-penalty")) bad = parse_float(cmd, opt, v, &a->gen.presence_penalty);
+    else if (!strcmp(opt, "--frequency-penalty")) bad = parse_float(cmd, opt, v, &a->gen.frequency_penalty);
+    else if (!strcmp(opt, "--top-k")) bad = parse_int(cmd, opt, v, 0, 1 << 30, &n), a->gen.top_k = (int)n;
+    else if (!strcmp(opt, "--max-tokens")) bad = parse_int(cmd, opt, v, 1, 1 << 30, &n), a->gen.max_new_tokens = (int)n;
+    else if (!strcmp(opt, "--threads")) bad = parse_int(cmd, opt, v, 1, 1024, &n), a->n_threads = (int)n;
+    else if (!strcmp(opt, "--ctx-size")) bad = parse_int(cmd, opt, v, 16, 1 << 24, &n), a->ctx_size = (int)n;
+    else if (!strcmp(opt, "--seed")) {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (errno || end == v || *end) bad = cli_usage_error(cmd, "--seed expects a non-negative integer, got '%s'", v);
+        a->gen.has_seed = true;
+        a->gen.seed = s;
+    } else if (!strcmp(opt, "--stop")) {
+        if (a->gen.n_stop >= GEN_ARGS_MAX_STOP) bad = cli_usage_error(cmd, "at most %d --stop strings", GEN_ARGS_MAX_STOP);
+        else a->stop[a->gen.n_stop++] = v;
+    }
+    return bad ? 2 : 1;
+}

@@ -1,0 +1,26 @@
+/*
+ * gen_args.h — the generation flags shared by `cinfer run` and `cinfer chat`
+ * (and their --remote forms): one parser, one help text.
+ */
+#ifndef CINFER_CLI_GEN_ARGS_H
+#define CINFER_CLI_GEN_ARGS_H
+
+#include "cinfer.h"
+
+#define GEN_ARGS_MAX_STOP 16
+
+typedef struct gen_args {
+    cinfer_gen_options gen;
+    const char *stop[GEN_ARGS_MAX_STOP];
+    const char *system;
+    int n_threads;
+    int ctx_size;
+} gen_args;
+
+void gen_args_init(gen_args *a);
+/* Tries to consume argv[*i] (and its value). Returns 1 when consumed, 0 when
+ * the option is not a generation option, 2 on a usage error (printed). */
+int gen_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i);
+extern const char GEN_ARGS_HELP[];
+
+#endif

@@ -1,0 +1,379 @@
+/*
+ * engine.c — the local model behind cinfer.h's cinfer_model / cinfer_chat:
+ * checkpoint + tokenizer + chat template + generation defaults + scheduler.
+ *
+ * A chat turn is: messages → the model's own chat template → token ids →
+ * scheduler (batched forward, sampler) → output splitter (detokenizer,
+ * thinking/content, stop strings) → result and streamed deltas. The
+ * synchronous calls here drive the scheduler from the calling thread; the
+ * server drives the same scheduler from its own loop.
+ */
+#include "cinfer.h"
+#include "engine/output.h"
+#include "engine/scheduler.h"
+#include "format/model_config.h"
+#include "kernels/threadpool.h"
+#include "model/loader.h"
+#include "template/template.h"
+#include "tokenizer/tok_gguf.h"
+#include "util/util.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_STOP_IDS 8
+
+struct cinfer_model {
+    qwen3_checkpoint ck;
+    cinfer_tokenizer *tok;
+    cinfer_template *tpl;       /* NULL when the model has no chat template */
+    char *bos_token, *eos_token;
+    ci_scheduler *sched;
+    int max_model_len;
+    int32_t stop_ids[MAX_STOP_IDS];
+    int n_stop_ids;
+    ci_sampling_params defaults;
+    char description[256];
+};
+
+void cinfer_model_options_init(cinfer_model_options *o) { *o = (cinfer_model_options){0}; }
+
+void cinfer_gen_options_init(cinfer_gen_options *o) {
+    *o = (cinfer_gen_options){.temperature = -1, .top_p = -1, .top_k = -1, .min_p = -1, .repetition_penalty = -1,
+                              .enable_thinking = -1};
+}
+
+/* ------------------------------------------------------------- loading */
+
+static void progress_bar(void *user, size_t done, size_t total) {
+    (void)user;
+    int width = 40, filled = total ? (int)(done * (size_t)width / total) : width;
+    fprintf(stderr, "\rloading [%.*s%*s] %3zu%%", filled, "########################################", width - filled, "",
+            total ? done * 100 / total : 100);
+    if (done == total) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static void add_stop_id(cinfer_model *m, int32_t id) {
+    if (id < 0 || id >= m->ck.model.hp.vocab) return;
+    for (int i = 0; i < m->n_stop_ids; i++)
+        if (m->stop_ids[i] == id) return;
+    if (m->n_stop_ids < MAX_STOP_IDS) m->stop_ids[m->n_stop_ids++] = id;
+}
+
+/* Sampling defaults as transformers reads generation_config.json: without
+ * do_sample=true the model decodes greedily. */
+static ci_sampling_params defaults_from_generation_config(const qwen3_checkpoint *ck) {
+    ci_sampling_params p = ci_sampling_defaults();
+    const ci_generation_config *g = &ck->generation;
+    if (!ck->has_generation_config || !(g->has_do_sample && g->do_sample)) return p;
+    p.temperature = g->has_temperature ? (float)g->temperature : 1.0f;
+    p.top_k = g->has_top_k ? g->top_k : 50; /* transformers' default top_k */
+    p.top_p = g->has_top_p ? (float)g->top_p : 1.0f;
+    p.min_p = g->has_min_p ? (float)g->min_p : 0.0f;
+    p.repetition_penalty = g->has_repetition_penalty ? (float)g->repetition_penalty : 1.0f;
+    return p;
+}
+
+static int load_tokenizer_and_template(cinfer_model *m, const char *path, cinfer_error *err) {
+    if (m->ck.is_gguf) {
+        m->tok = ci_tok_load_gguf(m->ck.gguf, path, err);
+        if (!m->tok) return err ? err->code : CINFER_ERR_FORMAT;
+        char *tpl = ci_gguf_dup_str(m->ck.gguf, "tokenizer.chat_template");
+        if (tpl) {
+            m->tpl = cinfer_template_parse(tpl, strlen(tpl), err);
+            free(tpl);
+            if (!m->tpl) {
+                ci_error_prefix(err, "%s: tokenizer.chat_template", path);
+                return err ? err->code : CINFER_ERR_TEMPLATE;
+            }
+        }
+        const char *bos = cinfer_tokenizer_bos_token(m->tok), *eos = cinfer_tokenizer_eos_token(m->tok);
+        m->bos_token = bos ? ci_strdup(bos) : NULL;
+        m->eos_token = eos ? ci_strdup(eos) : NULL;
+        return CINFER_OK;
+    }
+    char *dir = ci_is_directory(path) ? ci_strdup(path) : NULL;
+    if (!dir) {
+        const char *slash = strrchr(path, '/');
+        dir = slash ? ci_strndup(path, (size_t)(slash - path)) : ci_strdup(".");
+    }
+    int rc = CINFER_OK;
+    m->tok = cinfer_tokenizer_load(dir, err);
+    if (!m->tok) rc = err ? err->code : CINFER_ERR_FORMAT;
+    cinfer_chat_template_source src = {0};
+    if (rc == CINFER_OK && cinfer_chat_template_source_load(dir, &src, NULL) == CINFER_OK && src.template_text) {
+        m->tpl = cinfer_template_parse(src.template_text, strlen(src.template_text), err);
+        if (!m->tpl) {
+            ci_error_prefix(err, "%s: chat template", dir);
+            rc = err ? err->code : CINFER_ERR_TEMPLATE;
+        }
+        m->bos_token = src.bos_token, src.bos_token = NULL;
+        m->eos_token = src.eos_token, src.eos_token = NULL;
+    }
+    cinfer_chat_template_source_free(&src);
+    free(dir);
+    return rc;
+}
+
+cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *opts, cinfer_error *err) {
+    cinfer_model_options o;
+    if (opts) o = *opts;
+    else cinfer_model_options_init(&o);
+    if (o.n_threads > 0) ci_threadpool_set_threads(o.n_threads);
+
+    cinfer_model *m = ci_calloc(1, sizeof *m);
+    bool bar = o.show_progress && isatty(STDERR_FILENO);
+    if (qwen3_checkpoint_open(path, &m->ck, bar ? progress_bar : NULL, NULL, err) != CINFER_OK) {
+        free(m);
+        return NULL;
+    }
+    if (load_tokenizer_and_template(m, path, err) != CINFER_OK) {
+        cinfer_model_free(m);
+        return NULL;
+    }
+    const qwen3_hparams *hp = &m->ck.model.hp;
+    /* Stop ids: generation_config's eos list, else config's, and the tokenizer's eos token. */
+    for (int i = 0; i < m->ck.generation.n_eos; i++) add_stop_id(m, m->ck.generation.eos_token_ids[i]);
+    for (int i = 0; i < m->ck.config.n_eos; i++) add_stop_id(m, m->ck.config.eos_token_ids[i]);
+    if (m->eos_token) add_stop_id(m, cinfer_tokenizer_token_id(m->tok, m->eos_token));
+    m->defaults = defaults_from_generation_config(&m->ck);
+
+    int max_len = o.max_model_len > 0 ? o.max_model_len : (hp->max_positions < 32768 ? hp->max_positions : 32768);
+    if (max_len > hp->max_positions) {
+        ci_error(err, CINFER_ERR_INVALID, "max_model_len %d exceeds the model's max_position_embeddings %d", max_len,
+                 hp->max_positions);
+        cinfer_model_free(m);
+        return NULL;
+    }
+    m->max_model_len = max_len;
+    ci_sched_options so = {
+        .max_num_seqs = o.max_num_seqs > 0 ? o.max_num_seqs : 1,
+        .max_batch_tokens = 512,
+        .max_model_len = max_len,
+        .block_size = 16,
+        .kv_dtype = CI_KV_F16,
+    };
+    if (so.max_batch_tokens < so.max_num_seqs) so.max_batch_tokens = so.max_num_seqs;
+    size_t block_bytes = ci_kv_block_bytes(hp->n_layers, hp->n_kv_heads, hp->head_dim, so.block_size, so.kv_dtype);
+    int per_seq = (max_len + so.block_size - 1) / so.block_size;
+    if (o.kv_cache_gib > 0) {
+        double blocks = o.kv_cache_gib * 1073741824.0 / (double)block_bytes;
+        so.n_kv_blocks = blocks > 1e9 ? 1000000000 : (int)blocks;
+    } else {
+        so.n_kv_blocks = per_seq * so.max_num_seqs;
+    }
+    if (!(m->sched = ci_sched_new(&m->ck.model, &so, err))) {
+        cinfer_model_free(m);
+        return NULL;
+    }
+    const qwen3_layer *L0 = &m->ck.model.w.layers[0];
+    snprintf(m->description, sizeof m->description,
+             "qwen3: %d layers, hidden %d, heads %d/%d, head_dim %d, ffn %d, vocab %d, weights %s, context %d",
+             hp->n_layers, hp->hidden, hp->n_heads, hp->n_kv_heads, hp->head_dim, hp->intermediate, hp->vocab,
+             ci_wtype_name(L0->wq.type), max_len);
+    return m;
+}
+
+void cinfer_model_free(cinfer_model *m) {
+    if (!m) return;
+    ci_sched_free(m->sched);
+    cinfer_template_free(m->tpl);
+    cinfer_tokenizer_free(m->tok);
+    free(m->bos_token);
+    free(m->eos_token);
+    qwen3_checkpoint_close(&m->ck);
+    free(m);
+}
+
+const cinfer_tokenizer *cinfer_model_tokenizer(const cinfer_model *m) { return m->tok; }
+const char *cinfer_model_describe(const cinfer_model *m) { return m->description; }
+
+void cinfer_result_free(cinfer_result *r) {
+    if (!r) return;
+    free(r->thinking);
+    free(r->content);
+    free(r->tokens);
+    free(r->top_logprobs);
+    *r = (cinfer_result){0};
+}
+
+/* ---------------------------------------------------------- generation */
+
+typedef struct run_state {
+    cinfer_model *m;
+    const cinfer_gen_options *o;
+    ci_output *out;
+    ci_buf thinking_delta, content_delta;
+    int32_t *tokens;
+    int n_tokens, cap_tokens;
+    cinfer_top_logprob *tops;
+    int n_top;
+    bool done, user_stopped;
+    ci_finish_reason finish;
+    int prompt_tokens;
+} run_state;
+
+static bool deliver(run_state *r) {
+    bool keep_going = true;
+    if (r->o->on_delta && (r->thinking_delta.len || r->content_delta.len))
+        keep_going = r->o->on_delta(r->o->user, r->thinking_delta.data ? r->thinking_delta.data : "", r->thinking_delta.len,
+                                    r->content_delta.data ? r->content_delta.data : "", r->content_delta.len);
+    r->thinking_delta.len = r->content_delta.len = 0;
+    return keep_going;
+}
+
+static bool on_token(void *user, const ci_token_event *ev) {
+    run_state *r = user;
+    bool stop = false;
+    if (ev->token >= 0) {
+        if (r->n_tokens == r->cap_tokens) {
+            r->cap_tokens = r->cap_tokens ? r->cap_tokens * 2 : 256;
+            r->tokens = ci_realloc_array(r->tokens, (size_t)r->cap_tokens, sizeof *r->tokens);
+            if (r->n_top) r->tops = ci_realloc_array(r->tops, (size_t)r->cap_tokens * (size_t)r->n_top, sizeof *r->tops);
+        }
+        for (int k = 0; k < r->n_top; k++)
+            r->tops[(size_t)r->n_tokens * (size_t)r->n_top + (size_t)k] =
+                k < ev->n_top ? (cinfer_top_logprob){ev->top_ids[k], ev->top_logprobs[k]} : (cinfer_top_logprob){-1, -INFINITY};
+        r->tokens[r->n_tokens++] = ev->token;
+        bool is_stop_token = ev->finish == CI_FINISH_STOP; /* the stop id itself is not text */
+        if (!is_stop_token && ci_output_push(r->out, ev->token, &r->thinking_delta, &r->content_delta)) stop = true;
+        if (!deliver(r)) r->user_stopped = stop = true;
+    }
+    if (ev->finish != CI_FINISH_NONE) {
+        r->done = true;
+        r->finish = ev->finish;
+        r->prompt_tokens = ev->n_prompt_tokens;
+    }
+    return stop;
+}
+
+static int run_prompt(cinfer_model *m, const int32_t *ids, int n_ids, const cinfer_gen_options *o, cinfer_result *out,
+                      cinfer_error *err) {
+    *out = (cinfer_result){0};
+    ci_request_params rp = {.sampling = m->defaults};
+    if (o->temperature >= 0) rp.sampling.temperature = o->temperature;
+    if (o->top_p >= 0) rp.sampling.top_p = o->top_p;
+    if (o->top_k >= 0) rp.sampling.top_k = o->top_k;
+    if (o->min_p >= 0) rp.sampling.min_p = o->min_p;
+    if (o->repetition_penalty > 0) rp.sampling.repetition_penalty = o->repetition_penalty;
+    rp.sampling.presence_penalty = o->presence_penalty;
+    rp.sampling.frequency_penalty = o->frequency_penalty;
+    rp.sampling.has_seed = o->has_seed;
+    rp.sampling.seed = o->seed;
+    int room = m->max_model_len - n_ids;
+    rp.max_new_tokens = o->max_new_tokens > 0 && o->max_new_tokens < room ? o->max_new_tokens : room;
+    rp.stop_ids = m->stop_ids;
+    rp.n_stop_ids = m->n_stop_ids;
+    if (o->top_logprobs < 0 || o->top_logprobs > CI_MAX_TOP_LOGPROBS)
+        return ci_error(err, CINFER_ERR_INVALID, "top_logprobs must be between 0 and %d", CI_MAX_TOP_LOGPROBS);
+    rp.top_logprobs = o->top_logprobs;
+
+    ci_output_options oo = {.stop = o->stop, .n_stop = o->n_stop, .parse_thinking = true,
+                            .thinking_open = ci_prompt_opens_thinking(m->tok, ids, n_ids)};
+    run_state r = {.m = m, .o = o, .out = ci_output_new(m->tok, &oo), .n_top = o->top_logprobs};
+    int64_t id = ci_sched_submit(m->sched, ids, n_ids, &rp, on_token, &r, err);
+    int rc = CINFER_OK;
+    if (id < 0) rc = (int)id;
+    while (rc == CINFER_OK && !r.done) {
+        int active = ci_sched_step(m->sched, err);
+        if (active < 0) rc = active;
+    }
+    if (rc == CINFER_OK) {
+        ci_output_finish(r.out, &r.thinking_delta, &r.content_delta);
+        deliver(&r);
+        size_t tl, cl;
+        const char *t = ci_output_thinking(r.out, &tl), *c = ci_output_content(r.out, &cl);
+        out->thinking = ci_strndup(t, tl);
+        out->content = ci_strndup(c, cl);
+        out->finish_reason = r.user_stopped ? "cancelled"
+                             : r.finish == CI_FINISH_LENGTH ? "length"
+                             : r.finish == CI_FINISH_CANCELLED ? "cancelled"
+                                                               : "stop";
+        out->prompt_tokens = n_ids;
+        out->completion_tokens = r.n_tokens;
+        out->tokens = r.tokens, r.tokens = NULL;
+        out->n_tokens = r.n_tokens;
+        out->n_top_logprobs = r.n_top;
+        out->top_logprobs = r.tops, r.tops = NULL;
+    }
+    free(r.tokens);
+    free(r.tops);
+    ci_buf_free(&r.thinking_delta);
+    ci_buf_free(&r.content_delta);
+    ci_output_free(r.out);
+    return rc;
+}
+
+static json_t *message_json(const char *role, const char *content, const char *reasoning) {
+    json_t *msg = json_object();
+    json_object_set_new(msg, "role", json_string(role ? role : "user"));
+    json_object_set_new(msg, "content", json_string(content ? content : ""));
+    if (reasoning) json_object_set_new(msg, "reasoning_content", json_string(reasoning));
+    return msg;
+}
+
+/* Renders messages with the model's template, as transformers'
+ * apply_chat_template(messages, add_generation_prompt=True, enable_thinking=…). */
+static char *render_chat(cinfer_model *m, json_t *messages, int enable_thinking, size_t *len, cinfer_error *err) {
+    if (!m->tpl) {
+        ci_error(err, CINFER_ERR_INVALID, "this model has no chat template; use a raw prompt");
+        return NULL;
+    }
+    json_t *ctx = json_object();
+    json_object_set(ctx, "messages", messages);
+    json_object_set_new(ctx, "add_generation_prompt", json_true());
+    if (enable_thinking >= 0) json_object_set_new(ctx, "enable_thinking", json_boolean(enable_thinking));
+    if (m->bos_token) json_object_set_new(ctx, "bos_token", json_string(m->bos_token));
+    if (m->eos_token) json_object_set_new(ctx, "eos_token", json_string(m->eos_token));
+    char *text = tpl_render_jansson(m->tpl, ctx, NULL, len, err);
+    json_decref(ctx);
+    return text;
+}
+
+static int run_text(cinfer_model *m, const char *text, size_t len, const cinfer_gen_options *o, cinfer_result *out,
+                    cinfer_error *err) {
+    int32_t *ids = NULL;
+    long n = cinfer_tokenize(m->tok, text, len, 0, &ids, err);
+    if (n < 0) return (int)n;
+    if (n == 0) {
+        free(ids);
+        return ci_error(err, CINFER_ERR_INVALID, "the prompt is empty");
+    }
+    if (n > INT32_MAX) n = INT32_MAX;
+    int rc = run_prompt(m, ids, (int)n, o, out, err);
+    free(ids);
+    return rc;
+}
+
+int cinfer_chat(cinfer_model *m, const cinfer_message *history, size_t n_history, const char *system_prompt,
+                const char *user_input, const cinfer_gen_options *o, cinfer_result *out, cinfer_error *err) {
+    cinfer_gen_options defaults;
+    if (!o) cinfer_gen_options_init(&defaults), o = &defaults;
+    json_t *messages = json_array();
+    bool history_has_system = n_history > 0 && history[0].role && strcmp(history[0].role, "system") == 0;
+    if (system_prompt && *system_prompt && !history_has_system)
+        json_array_append_new(messages, message_json("system", system_prompt, NULL));
+    for (size_t i = 0; i < n_history; i++)
+        json_array_append_new(messages, message_json(history[i].role, history[i].content, history[i].reasoning_content));
+    if (user_input) json_array_append_new(messages, message_json("user", user_input, NULL));
+    size_t len = 0;
+    char *text = render_chat(m, messages, o->enable_thinking, &len, err);
+    json_decref(messages);
+    if (!text) return err ? err->code : CINFER_ERR_TEMPLATE;
+    int rc = run_text(m, text, len, o, out, err);
+    free(text);
+    return rc;
+}
+
+int cinfer_generate(cinfer_model *m, const char *prompt, const cinfer_gen_options *o, cinfer_result *out,
+                    cinfer_error *err) {
+    cinfer_gen_options defaults;
+    if (!o) cinfer_gen_options_init(&defaults), o = &defaults;
+    if (o->raw) return run_text(m, prompt, strlen(prompt), o, out, err);
+    return cinfer_chat(m, NULL, 0, NULL, prompt, o, out, err);
+}
