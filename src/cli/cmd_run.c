@@ -27,7 +27,8 @@ static void usage(FILE *out) {
             "%s"
             "  --raw                 feed TEXT to the model without the chat template\n"
             "  --json                print one JSON object: thinking, content, tokens, finish_reason, usage\n"
-            "  --top-logprobs K      with --json: the K most likely tokens per generated token\n",
+            "  --top-logprobs K      with --json: the K most likely tokens per generated token\n"
+            "  --stats               print prompt and generation speed to stderr\n",
             GEN_ARGS_HELP);
 }
 
@@ -104,7 +105,7 @@ static json_t *result_json(const cinfer_model *m, const cinfer_result *r) {
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL;
-    bool json = false;
+    bool json = false, stats = false;
     long top_logprobs = 0;
     gen_args ga;
     gen_args_init(&ga);
@@ -120,6 +121,8 @@ int cmd_run(int argc, char **argv) {
             ga.gen.raw = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--stats")) {
+            stats = true;
         } else if (!strcmp(a, "--top-logprobs")) {
             const char *v = cli_option_value("run", argc, argv, &i);
             if (!v) return 2;
@@ -175,6 +178,13 @@ int cmd_run(int argc, char **argv) {
     } else {
         if (ss.in_thinking) fputs(ss.tty ? "\n</think>\033[0m\n" : "\n</think>\n", stdout);
         fputc('\n', stdout);
+    }
+    if (stats) {
+        /* The first token comes out of the prefill pass; the rest are decode steps. */
+        int decoded = r.n_tokens > 1 ? r.n_tokens - 1 : 0;
+        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s); generation: %d tokens in %.3f s (%.1f tokens/s); finish: %s\n",
+                r.prompt_tokens, r.prefill_seconds, r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0.0,
+                decoded, r.decode_seconds, r.decode_seconds > 0 ? decoded / r.decode_seconds : 0.0, r.finish_reason);
     }
     cinfer_result_free(&r);
     cinfer_model_free(m);

@@ -216,6 +216,7 @@ typedef struct run_state {
     bool done, user_stopped;
     ci_finish_reason finish;
     int prompt_tokens;
+    double t_start, t_first, t_last;
 } run_state;
 
 static bool deliver(run_state *r) {
@@ -231,6 +232,8 @@ static bool on_token(void *user, const ci_token_event *ev) {
     run_state *r = user;
     bool stop = false;
     if (ev->token >= 0) {
+        r->t_last = ci_now_seconds();
+        if (r->n_tokens == 0) r->t_first = r->t_last;
         if (r->n_tokens == r->cap_tokens) {
             r->cap_tokens = r->cap_tokens ? r->cap_tokens * 2 : 256;
             r->tokens = ci_realloc_array(r->tokens, (size_t)r->cap_tokens, sizeof *r->tokens);
@@ -276,6 +279,7 @@ static int run_prompt(cinfer_model *m, const int32_t *ids, int n_ids, const cinf
     ci_output_options oo = {.stop = o->stop, .n_stop = o->n_stop, .parse_thinking = true,
                             .thinking_open = ci_prompt_opens_thinking(m->tok, ids, n_ids)};
     run_state r = {.m = m, .o = o, .out = ci_output_new(m->tok, &oo), .n_top = o->top_logprobs};
+    r.t_start = ci_now_seconds();
     int64_t id = ci_sched_submit(m->sched, ids, n_ids, &rp, on_token, &r, err);
     int rc = CINFER_OK;
     if (id < 0) rc = (int)id;
@@ -300,6 +304,10 @@ static int run_prompt(cinfer_model *m, const int32_t *ids, int n_ids, const cinf
         out->n_tokens = r.n_tokens;
         out->n_top_logprobs = r.n_top;
         out->top_logprobs = r.tops, r.tops = NULL;
+        if (r.n_tokens > 0) {
+            out->prefill_seconds = r.t_first - r.t_start;
+            out->decode_seconds = r.t_last - r.t_first;
+        }
     }
     free(r.tokens);
     free(r.tops);

@@ -119,8 +119,9 @@ static int hparams_from_config(const ci_model_config *c, const char *name, qwen3
         return ci_error(err, CINFER_ERR_FORMAT, "%s: attention_bias=true is not a Qwen3 dense layout", name);
     if (strcmp(c->rope_type, "default") != 0 && c->rope_type[0])
         return ci_error(err, CINFER_ERR_FORMAT, "%s: rope scaling \"%s\" is not supported yet", name, c->rope_type);
-    if (c->head_dim % 2 != 0)
-        return ci_error(err, CINFER_ERR_FORMAT, "%s: head_dim %u must be even for rotary embeddings", name, c->head_dim);
+    if (c->head_dim % 2 != 0 || c->head_dim > CI_MAX_HEAD_DIM)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: head_dim %u must be even and at most %d", name, c->head_dim,
+                        CI_MAX_HEAD_DIM);
     *hp = (qwen3_hparams){
         .n_layers = (int)c->num_hidden_layers,
         .hidden = (int)c->hidden_size,

@@ -18,6 +18,9 @@
 #include "kernels/kernels.h"
 #include "engine/kv_cache.h"
 
+/* Largest head_dim the attention scratch supports (Qwen3: 128). */
+#define CI_MAX_HEAD_DIM 512
+
 typedef struct qwen3_hparams {
     int n_layers;
     int hidden;         /* H */

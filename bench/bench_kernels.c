@@ -1,0 +1,86 @@
+/*
+ * bench_kernels.c — ci_matmul throughput per dispatch variant.
+ *
+ * Decode-like shapes (batch 1) rotate through enough copies of the weights
+ * (≥ 640 MiB) that every call streams them from DRAM, as a real model's
+ * weights do (this host's L3 would otherwise hold one matrix). Prefill-like
+ * shapes (batch 128) reuse one copy: they are compute-bound.
+ * GFLOP/s = 2·batch·rows·cols / time; GB/s = weight bytes / time.
+ *
+ * usage: bench_kernels [seconds-per-case (default 0.3)] [--all]
+ *   --all also times the scalar reference on prefill shapes (slow).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/threadpool.h"
+#include "util/util.h"
+
+typedef struct shape { const char *name; int batch, rows, cols; } shape;
+
+int main(int argc, char **argv)
+{
+    double secs = 0.3;
+    int all = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--all")) all = 1;
+        else secs = atof(argv[i]);
+    }
+    const shape shapes[] = {
+        { "decode  b=1   1024->3072", 1, 3072, 1024 },
+        { "decode  b=1   3072->1024", 1, 1024, 3072 },
+        { "prefill b=128 1024->3072", 128, 3072, 1024 },
+        { "prefill b=128 3072->1024", 128, 1024, 3072 },
+    };
+    const ci_wtype wts[] = { CI_WT_F32, CI_WT_BF16, CI_WT_Q8_0, CI_WT_Q4_0 };
+    printf("selected: %s\n", ci_kernels_describe());
+    printf("%-26s %-5s %-18s %3s %10s %9s %8s\n", "shape", "wtype", "variant", "thr", "ms/call", "GFLOP/s", "GB/s");
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const shape *s = &shapes[si];
+        for (size_t wi = 0; wi < sizeof wts / sizeof wts[0]; wi++) {
+            const ci_wtype wt = wts[wi];
+            const size_t rb = ci_row_bytes(wt, (size_t)s->cols), wbytes = rb * (size_t)s->rows;
+            int ncopies = s->batch == 1 ? (int)((640u << 20) / wbytes) + 1 : 1;
+            uint8_t *w = ci_malloc(wbytes * (size_t)ncopies);
+            float *row = ci_malloc(sizeof(float) * (size_t)s->cols);
+            for (int r = 0; r < s->rows; r++) {
+                for (int k = 0; k < s->cols; k++) row[k] = (float)((r * 131 + k * 71) % 257 - 128) / 256.0f;
+                ci_quantize_row(w + (size_t)r * rb, wt, row, (size_t)s->cols);
+            }
+            for (int c = 1; c < ncopies; c++) memcpy(w + (size_t)c * wbytes, w, wbytes);
+            float *x = ci_malloc(sizeof(float) * (size_t)s->batch * s->cols);
+            float *y = ci_malloc(sizeof(float) * (size_t)s->batch * s->rows);
+            for (size_t i = 0; i < (size_t)s->batch * s->cols; i++) x[i] = (float)((i * 37) % 101 - 50) / 50.0f;
+            for (int v = 0; v < CI_KV_COUNT; v++) {
+                const ci_kernel_table *t = ci_kernels_get((ci_kvariant)v);
+                if (!t) continue;
+                if (v == CI_KV_SCALAR && s->batch > 1 && !all) continue;
+                /* variants that share code for this type: skip duplicates */
+                if (wt != CI_WT_BF16 && v == CI_KV_AVX512_BF16) continue;
+                if ((wt == CI_WT_F32 || wt == CI_WT_BF16) && (v == CI_KV_AVX2_VNNI || v == CI_KV_AVX512_VNNI)) continue;
+                for (int thr = 1; thr <= 2; thr++) {
+                    ci_threadpool_set_threads(thr);
+                    ci_matmul_with(t, y, (size_t)s->rows, x, (size_t)s->cols, s->batch, w, wt, s->rows, s->cols);
+                    int calls = 0, c = 0;
+                    double t0 = ci_now_seconds(), el;
+                    do {
+                        c = (c + 1) % ncopies;
+                        ci_matmul_with(t, y, (size_t)s->rows, x, (size_t)s->cols, s->batch, w + (size_t)c * wbytes, wt,
+                                       s->rows, s->cols);
+                        calls++;
+                        el = ci_now_seconds() - t0;
+                    } while (el < secs || calls < 3);
+                    double per = el / calls;
+                    printf("%-26s %-5s %-18s %3d %10.3f %9.1f %8.1f\n", s->name, ci_wtype_name(wt), t->name, thr,
+                           per * 1e3, 2.0 * s->batch * s->rows * s->cols / per * 1e-9, (double)wbytes / per * 1e-9);
+                    fflush(stdout);
+                }
+            }
+            free(w); free(row); free(x); free(y);
+        }
+    }
+    ci_threadpool_shutdown();
+    return 0;
+}

@@ -1,0 +1,44 @@
+/*
+ * template.h — internal chat-template API for the engine and the server.
+ *
+ * cinfer.h exposes the JSON-text entry points; the engine already holds the
+ * request as a jansson tree, so it renders from a json_t directly and can set
+ * its own bounds. The interpreter reproduces Hugging Face transformers'
+ * apply_chat_template environment: Jinja2 ImmutableSandboxedEnvironment with
+ * trim_blocks, lstrip_blocks, loopcontrols, the {% generation %} tag, and the
+ * globals raise_exception, strftime_now and the json.dumps-based tojson.
+ */
+#ifndef CINFER_TEMPLATE_H
+#define CINFER_TEMPLATE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cinfer.h"
+
+/* Bounds for untrusted templates and contexts. Exceeding one fails the
+ * render (or parse) with CINFER_ERR_LIMIT. */
+typedef struct tpl_limits {
+    size_t max_source_bytes;     /* template text */
+    int max_nesting;             /* parser nesting of blocks and expressions */
+    int max_depth;               /* evaluator recursion (expressions, statements, macro calls) */
+    int max_macro_depth;         /* nested macro calls */
+    uint64_t max_iterations;     /* for-loop iterations over a whole render */
+    size_t max_output_bytes;     /* rendered text */
+    size_t max_string_bytes;     /* any single string or list built while rendering */
+} tpl_limits;
+
+void tpl_limits_default(tpl_limits *limits);
+
+/* Parses with explicit limits (NULL = defaults). */
+cinfer_template *tpl_parse_with_limits(const char *source, size_t len, const tpl_limits *limits,
+                                       cinfer_error *err);
+
+/* Renders with `context`, a JSON object (messages, tools, add_generation_prompt,
+ * enable_thinking, bos_token, eos_token, extra keys). The tree is only read.
+ * limits NULL = defaults. Returns a NUL-terminated cinfer_free()-able string. */
+char *tpl_render_jansson(const cinfer_template *tpl, const json_t *context, const tpl_limits *limits,
+                         size_t *len_out, cinfer_error *err);
+
+#endif
