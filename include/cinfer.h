@@ -231,6 +231,26 @@ void cinfer_result_free(cinfer_result *r);
 int cinfer_chat(cinfer_model *m, const cinfer_message *history, size_t n_history, const char *system_prompt,
                 const char *user_input, const cinfer_gen_options *o, cinfer_result *out, cinfer_error *err);
 
+/* ----------------------------------------------------------- remote model */
+
+/* An OpenAI-compatible endpoint behind the same cinfer_model handle, so a
+ * program switches between a local checkpoint and a remote service by
+ * changing how it opens the model; cinfer_chat works on both. */
+typedef struct cinfer_remote_options {
+    const char *base_url;   /* NULL: $OPENAI_BASE_URL, else https://api.openai.com/v1 */
+    const char *api_key;    /* NULL: $OPENAI_API_KEY (never printed or logged) */
+    const char *model;      /* model name sent with each request */
+    const char *ca_bundle;  /* extra CA certificates (PEM file), NULL: system store */
+    double connect_timeout; /* seconds; 0: 10 */
+    double timeout;         /* whole request, seconds; 0: 600 */
+    double idle_timeout;    /* between streamed events, seconds; 0: 60 */
+    int max_retries;        /* on 429, 5xx and connection errors; < 0: 2 */
+    bool verbose;           /* request/response summary on stderr, key masked */
+} cinfer_remote_options;
+
+void cinfer_remote_options_init(cinfer_remote_options *o);
+cinfer_model *cinfer_model_open_remote(const cinfer_remote_options *o, cinfer_error *err);
+
 /* Generation from a prompt: with o->raw the text is tokenized as is,
  * otherwise it is the user message of a one-turn chat. */
 int cinfer_generate(cinfer_model *m, const char *prompt, const cinfer_gen_options *o, cinfer_result *out,

@@ -9,6 +9,7 @@
  * server drives the same scheduler from its own loop.
  */
 #include "cinfer.h"
+#include "client/remote.h"
 #include "engine/output.h"
 #include "engine/scheduler.h"
 #include "format/model_config.h"
@@ -28,6 +29,7 @@
 #define MAX_STOP_IDS 8
 
 struct cinfer_model {
+    ci_remote *remote;          /* set for cinfer_model_open_remote(); nothing below is then used */
     qwen3_checkpoint ck;
     cinfer_tokenizer *tok;
     cinfer_template *tpl;       /* NULL when the model has no chat template */
@@ -179,8 +181,18 @@ cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *op
     return m;
 }
 
+cinfer_model *cinfer_model_open_remote(const cinfer_remote_options *o, cinfer_error *err) {
+    ci_remote *r = ci_remote_open(o, err);
+    if (!r) return NULL;
+    cinfer_model *m = ci_calloc(1, sizeof *m);
+    m->remote = r;
+    snprintf(m->description, sizeof m->description, "remote OpenAI-compatible endpoint");
+    return m;
+}
+
 void cinfer_model_free(cinfer_model *m) {
     if (!m) return;
+    if (m->remote) ci_remote_close(m->remote);
     ci_sched_free(m->sched);
     cinfer_template_free(m->tpl);
     cinfer_tokenizer_free(m->tok);
@@ -369,6 +381,11 @@ int cinfer_chat(cinfer_model *m, const cinfer_message *history, size_t n_history
     for (size_t i = 0; i < n_history; i++)
         json_array_append_new(messages, message_json(history[i].role, history[i].content, history[i].reasoning_content));
     if (user_input) json_array_append_new(messages, message_json("user", user_input, NULL));
+    if (m->remote) {
+        int rc = ci_remote_chat(m->remote, messages, o, out, err);
+        json_decref(messages);
+        return rc;
+    }
     size_t len = 0;
     char *text = render_chat(m, messages, o->enable_thinking, &len, err);
     json_decref(messages);
@@ -382,6 +399,8 @@ int cinfer_generate(cinfer_model *m, const char *prompt, const cinfer_gen_option
                     cinfer_error *err) {
     cinfer_gen_options defaults;
     if (!o) cinfer_gen_options_init(&defaults), o = &defaults;
+    if (o->raw && m->remote)
+        return ci_error(err, CINFER_ERR_INVALID, "a raw prompt needs a local model (remote endpoints take chat messages)");
     if (o->raw) return run_text(m, prompt, strlen(prompt), o, out, err);
     return cinfer_chat(m, NULL, 0, NULL, prompt, o, out, err);
 }
