@@ -20,6 +20,7 @@ static const command COMMANDS[] = {
     {"chat", cmd_chat, "interactive multi-turn chat with a local model or a remote endpoint"},
     {"template", cmd_template, "render a Jinja chat template with a JSON context"},
     {"demo", cmd_demo, "render a sample chat with the Qwen3 template and tokenize it"},
+    {"bench", cmd_bench, "measure prompt (pp) and generation (tg) tokens/s of a model, like llama-bench"},
     {"make-test-model", cmd_make_test_model, "write a random-weight Qwen3 (HF folder or GGUF) with the real layout"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

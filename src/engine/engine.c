@@ -10,6 +10,7 @@
  */
 #include "cinfer.h"
 #include "client/remote.h"
+#include "engine/engine_internal.h"
 #include "engine/output.h"
 #include "engine/scheduler.h"
 #include "format/model_config.h"
@@ -26,21 +27,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_STOP_IDS 8
+#define MAX_STOP_IDS CI_MODEL_MAX_STOP_IDS
 
-struct cinfer_model {
-    ci_remote *remote;          /* set for cinfer_model_open_remote(); nothing below is then used */
-    qwen3_checkpoint ck;
-    cinfer_tokenizer *tok;
-    cinfer_template *tpl;       /* NULL when the model has no chat template */
-    char *bos_token, *eos_token;
-    ci_scheduler *sched;
-    int max_model_len;
-    int32_t stop_ids[MAX_STOP_IDS];
-    int n_stop_ids;
-    ci_sampling_params defaults;
-    char description[256];
-};
+/* struct cinfer_model is in engine_internal.h (the server drives its scheduler). */
 
 void cinfer_model_options_init(cinfer_model_options *o) { *o = (cinfer_model_options){0}; }
 

@@ -18,7 +18,14 @@ typedef struct seq {
     int n_prompt;
     int n_computed;         /* positions whose K/V are in the cache */
     int32_t *blocks;
+    uint64_t *block_hash;   /* chained hash of each full block in [0, n_hashed) */
     int n_blocks, cap_blocks;
+    int n_hashed;           /* leading full blocks already hashed (and offered to the cache) */
+    bool admitted_once;     /* prefix-cache stats count the first admission only */
+    bool in_thinking;
+    int n_thinking;         /* tokens generated inside <think> */
+    bool budget_spent;      /* the close sequence was forced */
+    int32_t *forced_close;
     ci_request_params params;
     int32_t *stop_ids;
     ci_rng rng;
@@ -86,6 +93,7 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, 
         free(s);
         return NULL;
     }
+    s->kv.prefix_caching = !o->disable_prefix_caching;
     ci_sampler_scratch_init(&s->sampler, hp->vocab);
     size_t logits_n;
     if (ci_mul_overflow((size_t)o->max_num_seqs, (size_t)hp->vocab, &logits_n)) logits_n = SIZE_MAX;
@@ -101,7 +109,7 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, 
     pthread_cond_init(&s->work, NULL);
     s->next_id = 1;
     s->stats.kv_blocks_total = o->n_kv_blocks;
-    s->stats.kv_blocks_free = s->kv.n_free;
+    s->stats.kv_blocks_free = ci_kv_available(&s->kv);
     return s;
 }
 
@@ -109,13 +117,16 @@ static void seq_free(seq *q) {
     if (!q) return;
     free(q->tokens);
     free(q->blocks);
+    free(q->block_hash);
     free(q->stop_ids);
+    free(q->forced_close);
     free(q);
 }
 
 static void release_blocks(ci_scheduler *s, seq *q) {
     for (int i = 0; i < q->n_blocks; i++) ci_kv_release_block(&s->kv, q->blocks[i]);
     q->n_blocks = 0;
+    q->n_hashed = 0;
     q->n_computed = 0;
 }
 
@@ -169,6 +180,19 @@ int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, co
         memcpy(q->stop_ids, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int32_t));
     }
     q->params.stop_ids = q->stop_ids;
+    if (p->thinking_budget >= 0 && p->n_forced_close > 0) {
+        if (p->n_forced_close > 64) {
+            seq_free(q);
+            return ci_error(err, CINFER_ERR_INVALID, "the thinking close sequence is too long");
+        }
+        q->forced_close = ci_malloc((size_t)p->n_forced_close * sizeof(int32_t));
+        memcpy(q->forced_close, p->forced_close, (size_t)p->n_forced_close * sizeof(int32_t));
+    } else {
+        q->params.thinking_budget = -1;
+        q->params.n_forced_close = 0;
+    }
+    q->params.forced_close = q->forced_close;
+    q->in_thinking = p->thinking_open;
     q->cb = cb;
     q->user = user;
     q->logits_row = -1;
@@ -311,16 +335,66 @@ static void drain_incoming(ci_scheduler *s) {
     }
 }
 
-/* Grows q's block table to cover positions [0, n_positions). */
-static bool ensure_blocks(ci_scheduler *s, seq *q, int n_positions) {
-    int need = (n_positions + s->opt.block_size - 1) / s->opt.block_size;
-    if (need - q->n_blocks > s->kv.n_free) return false;
+static void reserve_blocks(seq *q, int need) {
     if (need > q->cap_blocks) {
         q->cap_blocks = need + 8;
         q->blocks = ci_realloc_array(q->blocks, (size_t)q->cap_blocks, sizeof(int32_t));
+        q->block_hash = ci_realloc_array(q->block_hash, (size_t)q->cap_blocks, sizeof(uint64_t));
     }
+}
+
+/* Grows q's block table to cover positions [0, n_positions). */
+static bool ensure_blocks(ci_scheduler *s, seq *q, int n_positions) {
+    int need = (n_positions + s->opt.block_size - 1) / s->opt.block_size;
+    if (need - q->n_blocks > ci_kv_available(&s->kv)) return false;
+    reserve_blocks(q, need);
     while (q->n_blocks < need) q->blocks[q->n_blocks++] = ci_kv_alloc_block(&s->kv);
     return true;
+}
+
+/* On admission of a sequence with no blocks: shares the cached blocks of
+ * its longest cached prefix. The last known token is always left to
+ * compute, since sampling needs its logits. */
+static void match_prefix(ci_scheduler *s, seq *q) {
+    const int bs = s->opt.block_size;
+    int max_blocks = (q->n_tokens - 1) / bs;
+    reserve_blocks(q, max_blocks);
+    uint64_t h = 0;
+    int matched = 0;
+    for (int i = 0; i < max_blocks; i++) {
+        const int32_t *toks = q->tokens + (size_t)i * (size_t)bs;
+        h = ci_kv_chain_hash(h, toks, bs);
+        int32_t b = ci_kv_lookup(&s->kv, h, i ? q->blocks[i - 1] : -1, toks);
+        if (b < 0) break;
+        ci_kv_retain_block(&s->kv, b);
+        q->blocks[i] = b;
+        q->block_hash[i] = h;
+        matched++;
+    }
+    q->n_blocks = q->n_hashed = matched;
+    q->n_computed = matched * bs;
+    if (!q->admitted_once) {
+        q->admitted_once = true;
+        q->n_cached = q->n_computed < q->n_prompt ? q->n_computed : q->n_prompt;
+        pthread_mutex_lock(&s->lock);
+        s->stats.prompt_tokens += (uint64_t)q->n_prompt;
+        s->stats.prefix_query_tokens += (uint64_t)q->n_prompt;
+        s->stats.prefix_hit_tokens += (uint64_t)q->n_cached;
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* Offers the blocks that became full (all positions computed) to the cache. */
+static void register_full_blocks(ci_scheduler *s, seq *q) {
+    const int bs = s->opt.block_size;
+    while ((q->n_hashed + 1) * bs <= q->n_computed && q->n_hashed < q->n_blocks) {
+        int i = q->n_hashed;
+        const int32_t *toks = q->tokens + (size_t)i * (size_t)bs;
+        uint64_t h = ci_kv_chain_hash(i ? q->block_hash[i - 1] : 0, toks, bs);
+        q->block_hash[i] = h;
+        ci_kv_register(&s->kv, q->blocks[i], h, i ? q->blocks[i - 1] : -1, toks);
+        q->n_hashed++;
+    }
 }
 
 /* Frees the youngest running sequence's blocks and puts it back at the head
@@ -343,6 +417,42 @@ static bool is_stop_id(const seq *q, int32_t t) {
     return false;
 }
 
+/* Follows the <think> state of an output token; when the thinking budget is
+ * spent, appends the close sequence as forced output and reports it.
+ * Returns a finish reason when a forced token ended the request. */
+static ci_finish_reason track_thinking(ci_scheduler *s, seq *q, int32_t tok, ci_token_event *ev) {
+    const ci_request_params *p = &q->params;
+    if (p->thinking_budget < 0 || q->budget_spent) return CI_FINISH_NONE;
+    int n_out = q->n_tokens - q->n_prompt;
+    if (tok == p->think_start_id && n_out == 1 && !q->in_thinking) {
+        q->in_thinking = true;
+        if (p->thinking_budget > 0) return CI_FINISH_NONE;
+    } else if (tok == p->think_end_id && q->in_thinking) {
+        q->in_thinking = false;
+        q->budget_spent = true;
+        return CI_FINISH_NONE;
+    } else if (q->in_thinking) {
+        q->n_thinking++;
+    }
+    if (!q->in_thinking || q->n_thinking < p->thinking_budget) return CI_FINISH_NONE;
+    q->budget_spent = true;
+    q->in_thinking = false;
+    for (int k = 0; k < p->n_forced_close; k++) {
+        if (q->n_tokens - q->n_prompt >= p->max_new_tokens || q->n_tokens >= s->opt.max_model_len ||
+            q->n_tokens >= q->cap_tokens - 1)
+            return CI_FINISH_LENGTH;
+        int32_t f = q->forced_close[k];
+        q->tokens[q->n_tokens++] = f;
+        ci_token_event fe = *ev;
+        fe.token = f;
+        fe.logprob = 0;
+        fe.n_top = 0;
+        fe.n_output_tokens = q->n_tokens - q->n_prompt;
+        if (q->cb && q->cb(q->user, &fe)) return CI_FINISH_STOP;
+    }
+    return CI_FINISH_NONE;
+}
+
 /* ----------------------------------------------------------------- step */
 
 int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
@@ -361,7 +471,7 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
         if (chunk <= 0) { i++; continue; }
         if (!ensure_blocks(s, q, q->n_computed + chunk)) {
             /* Try a smaller chunk first: what the free blocks cover. */
-            int cover = (q->n_blocks + s->kv.n_free) * s->opt.block_size - q->n_computed;
+            int cover = (q->n_blocks + ci_kv_available(&s->kv)) * s->opt.block_size - q->n_computed;
             if (cover > 0 && cover < chunk && remaining > 1) {
                 chunk = cover;
                 ensure_blocks(s, q, q->n_computed + chunk);
@@ -383,12 +493,18 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
     /* Admit waiting requests while slots, budget and blocks allow. */
     while (s->waiting_head && s->n_running < s->opt.max_num_seqs && n_batch < budget) {
         seq *q = s->waiting_head;
+        if (q->n_blocks == 0) match_prefix(s, q);
         int remaining = q->n_tokens - q->n_computed;
         int room = budget - n_batch;
         int chunk = remaining < room ? remaining : room;
-        int cover = s->kv.n_free * s->opt.block_size;
+        /* positions the blocks it holds (the shared prefix, maybe a partial
+         * last block) still have room for, plus what can be allocated */
+        int cover = (q->n_blocks + ci_kv_available(&s->kv)) * s->opt.block_size - q->n_computed;
         if (cover < chunk) chunk = cover;
-        if (chunk <= 0) break;
+        if (chunk <= 0) {
+            release_blocks(s, q); /* do not hold shared blocks while waiting */
+            break;
+        }
         waiting_pop_front(s);
         ensure_blocks(s, q, q->n_computed + chunk);
         q->step_chunk = chunk;
@@ -425,6 +541,7 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
         for (int k = 0; k < n_bseq; k++) {
             seq *q = s->b_seqs[k];
             q->n_computed += q->step_chunk;
+            register_full_blocks(s, q);
             if (q->n_computed == q->n_tokens) q->logits_row = row++;
         }
     }
@@ -454,6 +571,7 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
         else if (ev.n_output_tokens >= q->params.max_new_tokens || q->n_tokens >= s->opt.max_model_len) why = CI_FINISH_LENGTH;
         if (why == CI_FINISH_NONE) {
             if (q->cb && q->cb(q->user, &ev)) why = CI_FINISH_STOP;
+            if (why == CI_FINISH_NONE) why = track_thinking(s, q, tok, &ev);
             if (why == CI_FINISH_NONE) { i++; continue; }
             remove_running(s, i);
             finish(s, q, why, -1, &ev);
@@ -469,7 +587,8 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
     s->stats.running = s->n_running;
     s->stats.waiting = waiting;
     for (seq *q = s->incoming_head; q; q = q->next) s->stats.waiting++;
-    s->stats.kv_blocks_free = s->kv.n_free;
+    s->stats.kv_blocks_free = ci_kv_available(&s->kv);
+    s->stats.kv_evictions = s->kv.evictions;
     s->stats.generated_tokens += generated;
     int active = s->stats.running + s->stats.waiting;
     pthread_mutex_unlock(&s->lock);

@@ -13,6 +13,19 @@
  *   4. runs one forward pass, samples one token per sequence that reached the
  *      end of its known tokens, reports it through the request's callback and
  *      retires finished sequences.
+ * Prefix caching: on admission a sequence shares the cached full blocks of
+ * its longest cached prefix (never its last token, which must be computed
+ * for logits) and starts computing after them; every block that becomes
+ * full after a forward pass is registered for later requests (kv_cache.h).
+ * A preempted sequence re-matches its prefix when readmitted.
+ *
+ * Forced tokens (thinking budget): a request may carry a budget of reasoning
+ * tokens; once that many tokens were generated inside <think>, the scheduler
+ * appends the request's close sequence (e.g. the ids of "\n\n</think>\n\n")
+ * as if generated, reports each through the callback (logprob 0), and the
+ * model continues from there — the appended tokens are computed in the next
+ * step like a prompt chunk.
+ *
  * Requests enter and leave through a mutex-protected queue, so other threads
  * (HTTP handlers) can submit and cancel at any time; callbacks run on the
  * scheduler thread.
@@ -62,6 +75,13 @@ typedef struct ci_request_params {
     int n_stop_ids;
     int top_logprobs;            /* 0..CI_MAX_TOP_LOGPROBS */
     bool want_logprobs;
+    /* Thinking budget: < 0 off. Counting starts after think_start_id (when
+     * it is the first output token) or at once when thinking_open. */
+    int thinking_budget;
+    bool thinking_open;
+    int32_t think_start_id, think_end_id;
+    const int32_t *forced_close; /* appended when the budget is reached (copied at submit) */
+    int n_forced_close;
 } ci_request_params;
 
 typedef struct ci_sched_options {
@@ -71,6 +91,7 @@ typedef struct ci_sched_options {
     int block_size;          /* positions per KV block */
     int n_kv_blocks;         /* pool size */
     ci_kv_dtype kv_dtype;
+    bool disable_prefix_caching;
 } ci_sched_options;
 
 typedef struct ci_scheduler ci_scheduler;
@@ -102,8 +123,9 @@ typedef struct ci_sched_stats {
     uint64_t prompt_tokens;
     uint64_t generated_tokens;
     uint64_t preemptions;
-    uint64_t prefix_hit_tokens;
-    uint64_t prefix_query_tokens;
+    uint64_t prefix_hit_tokens;   /* prompt tokens served from the prefix cache */
+    uint64_t prefix_query_tokens; /* prompt tokens looked up */
+    uint64_t kv_evictions;        /* cached blocks reused for other data */
 } ci_sched_stats;
 /* Thread-safe snapshot. */
 void ci_sched_get_stats(ci_scheduler *s, ci_sched_stats *out);

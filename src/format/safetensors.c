@@ -238,10 +238,10 @@ int ci_st_tensor_to_f32(const ci_st_tensor *t, uint64_t start, size_t count, flo
         }
         return 0;
     case CI_ST_F16:
-        for (size_t i = 0; i < count; i++) out[i] = ci_f16_to_f32(ci_load_le16(p + 2 * (start + i)));
+        for (size_t i = 0; i < count; i++) out[i] = ci_fp16_to_fp32(ci_load_le16(p + 2 * (start + i)));
         return 0;
     case CI_ST_BF16:
-        for (size_t i = 0; i < count; i++) out[i] = ci_bf16_to_f32(ci_load_le16(p + 2 * (start + i)));
+        for (size_t i = 0; i < count; i++) out[i] = ci_bf16_to_fp32(ci_load_le16(p + 2 * (start + i)));
         return 0;
     default:
         return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor '%s': unsupported dtype %s (F32, F16 and BF16 are supported)",

@@ -195,9 +195,9 @@ static int stream_tensor(const ci_test_model_options *o, const ci_test_model_ten
             if (a < b) ci_test_model_fill(o->seed, t, start + a, b - a, values + a);
         }
         if (precision == CI_TM_BF16 && dtype == CI_TM_F32)
-            for (size_t j = 0; j < n; j++) values[j] = ci_bf16_to_f32(ci_f32_to_bf16(values[j]));
+            for (size_t j = 0; j < n; j++) values[j] = ci_bf16_to_fp32(ci_fp32_to_bf16(values[j]));
         else if (precision == CI_TM_F16 && dtype == CI_TM_F32)
-            for (size_t j = 0; j < n; j++) values[j] = ci_f16_to_f32(ci_f32_to_f16(values[j]));
+            for (size_t j = 0; j < n; j++) values[j] = ci_fp16_to_fp32(ci_fp32_to_fp16(values[j]));
         size_t out_len = 0;
         switch (dtype) {
         case CI_TM_F32:
@@ -209,16 +209,16 @@ static int stream_tensor(const ci_test_model_options *o, const ci_test_model_ten
             out_len = 4 * n;
             break;
         case CI_TM_BF16:
-            for (size_t j = 0; j < n; j++) ci_store_le16(bytes + 2 * j, ci_f32_to_bf16(values[j]));
+            for (size_t j = 0; j < n; j++) ci_store_le16(bytes + 2 * j, ci_fp32_to_bf16(values[j]));
             out_len = 2 * n;
             break;
         case CI_TM_F16:
-            for (size_t j = 0; j < n; j++) ci_store_le16(bytes + 2 * j, ci_f32_to_f16(values[j]));
+            for (size_t j = 0; j < n; j++) ci_store_le16(bytes + 2 * j, ci_fp32_to_fp16(values[j]));
             out_len = 2 * n;
             break;
         case CI_TM_Q8_0:
-            ci_quantize_q8_0(values, n, bytes);
-            out_len = n / CI_Q8_0_BLOCK * CI_Q8_0_BYTES;
+            ci_quantize_row_q8_0(bytes, values, n);
+            out_len = n / CI_QK * sizeof(ci_block_q8_0);
             break;
         }
         rc = sink(sink_ctx, bytes, out_len, err);

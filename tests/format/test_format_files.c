@@ -31,50 +31,50 @@ static void write_bytes(const char *path, const void *data, size_t len) {
 /* ------------------------------------------------------------ numeric */
 
 static void test_numeric(void) {
-    CHECK(ci_f32_to_f16(1.0f) == 0x3c00);
-    CHECK(ci_f32_to_f16(-2.0f) == 0xc000);
-    CHECK(ci_f32_to_f16(65504.0f) == 0x7bff);
-    CHECK(ci_f32_to_f16(65519.0f) == 0x7bff);
-    CHECK(ci_f32_to_f16(65520.0f) == 0x7c00);          /* ties to even -> infinity */
-    CHECK(ci_f32_to_f16(ldexpf(1, -24)) == 0x0001);    /* smallest subnormal */
-    CHECK(ci_f32_to_f16(ldexpf(1, -25)) == 0x0000);    /* tie -> even (zero) */
-    CHECK(ci_f32_to_f16(ldexpf(3, -26)) == 0x0001);    /* above the tie */
-    CHECK(ci_f32_to_f16(1.0f + ldexpf(1, -11)) == 0x3c00); /* tie -> even */
-    CHECK(ci_f32_to_f16(1.0f + ldexpf(3, -11)) == 0x3c02); /* tie -> even (up) */
-    CHECK(ci_f32_to_f16(ldexpf(1, -14) - ldexpf(1, -25)) == 0x0400); /* subnormal rounding carries into normal */
-    CHECK((ci_f32_to_f16(NAN) & 0x7fff) > 0x7c00);
-    CHECK(ci_f32_to_f16(INFINITY) == 0x7c00);
+    CHECK(ci_fp32_to_fp16(1.0f) == 0x3c00);
+    CHECK(ci_fp32_to_fp16(-2.0f) == 0xc000);
+    CHECK(ci_fp32_to_fp16(65504.0f) == 0x7bff);
+    CHECK(ci_fp32_to_fp16(65519.0f) == 0x7bff);
+    CHECK(ci_fp32_to_fp16(65520.0f) == 0x7c00);          /* ties to even -> infinity */
+    CHECK(ci_fp32_to_fp16(ldexpf(1, -24)) == 0x0001);    /* smallest subnormal */
+    CHECK(ci_fp32_to_fp16(ldexpf(1, -25)) == 0x0000);    /* tie -> even (zero) */
+    CHECK(ci_fp32_to_fp16(ldexpf(3, -26)) == 0x0001);    /* above the tie */
+    CHECK(ci_fp32_to_fp16(1.0f + ldexpf(1, -11)) == 0x3c00); /* tie -> even */
+    CHECK(ci_fp32_to_fp16(1.0f + ldexpf(3, -11)) == 0x3c02); /* tie -> even (up) */
+    CHECK(ci_fp32_to_fp16(ldexpf(1, -14) - ldexpf(1, -25)) == 0x0400); /* subnormal rounding carries into normal */
+    CHECK((ci_fp32_to_fp16(NAN) & 0x7fff) > 0x7c00);
+    CHECK(ci_fp32_to_fp16(INFINITY) == 0x7c00);
     int roundtrip_ok = 1;
     for (uint32_t h = 0; h < 0x10000; h++) {
         if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue; /* NaN payloads */
-        if (ci_f32_to_f16(ci_f16_to_f32((uint16_t)h)) != h) roundtrip_ok = 0;
+        if (ci_fp32_to_fp16(ci_fp16_to_fp32((uint16_t)h)) != h) roundtrip_ok = 0;
     }
     CHECK(roundtrip_ok);
-    CHECK(ci_f32_to_bf16(1.0f) == 0x3f80);
-    CHECK(ci_f32_to_bf16(1.0f + ldexpf(1, -8)) == 0x3f80); /* tie -> even */
-    CHECK(ci_f32_to_bf16(1.0f + ldexpf(3, -8)) == 0x3f82);
-    CHECK(ci_f32_to_bf16(-3.0f) == 0xc040);
-    CHECK((ci_f32_to_bf16(NAN) & 0x7fff) > 0x7f80);
-    CHECK(ci_bf16_to_f32(0x3f80) == 1.0f);
+    CHECK(ci_fp32_to_bf16(1.0f) == 0x3f80);
+    CHECK(ci_fp32_to_bf16(1.0f + ldexpf(1, -8)) == 0x3f80); /* tie -> even */
+    CHECK(ci_fp32_to_bf16(1.0f + ldexpf(3, -8)) == 0x3f82);
+    CHECK(ci_fp32_to_bf16(-3.0f) == 0xc040);
+    CHECK((ci_fp32_to_bf16(NAN) & 0x7fff) > 0x7f80);
+    CHECK(ci_bf16_to_fp32(0x3f80) == 1.0f);
 
     float x[64], y[64];
     for (int i = 0; i < 64; i++) x[i] = (float)((i * 37) % 23 - 11) * 0.173f;
-    uint8_t q[2 * CI_Q8_0_BYTES];
-    ci_quantize_q8_0(x, 64, q);
+    uint8_t q[2 * sizeof(ci_block_q8_0)];
+    ci_quantize_row_q8_0(q, x, 64);
     float amax = 0;
     for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
-    CHECK(ci_load_le16(q) == ci_f32_to_f16(amax / 127.0f));
+    CHECK(ci_load_le16(q) == ci_fp32_to_fp16(amax / 127.0f));
     CHECK((int8_t)q[2 + 5] == (int8_t)roundf(x[5] * (1.0f / (amax / 127.0f))));
-    ci_dequantize_q8_0(q, 64, y);
+    ci_dequantize_row(y, q, CI_WT_Q8_0, 64);
     float worst = 0;
     for (int i = 0; i < 64; i++) worst = fmaxf(worst, fabsf(x[i] - y[i]));
     CHECK(worst <= amax / 127.0f);
     float zeros[32] = {0};
-    ci_quantize_q8_0(zeros, 32, q);
+    ci_quantize_row_q8_0(q, zeros, 32);
     CHECK(ci_load_le16(q) == 0 && q[2] == 0);
-    uint8_t q4[2 * CI_Q4_0_BYTES];
-    ci_quantize_q4_0(x, 64, q4);
-    ci_dequantize_q4_0(q4, 64, y);
+    uint8_t q4[2 * sizeof(ci_block_q4_0)];
+    ci_quantize_row_q4_0(q4, x, 64);
+    ci_dequantize_row(y, q4, CI_WT_Q4_0, 64);
     worst = 0;
     for (int i = 0; i < 32; i++) worst = fmaxf(worst, fabsf(x[i] - y[i]));
     CHECK(worst <= amax / 8.0f * 1.01f);
@@ -564,10 +564,10 @@ static void test_safetensors_roundtrip(void) {
             for (int i = 0; i < 6; i++) memcpy(buf + 4 * i, &values[i], 4);
             bytes = 24;
         } else if (!strcmp(name, "a.bf16")) {
-            for (int i = 0; i < 5; i++) ci_store_le16(buf + 2 * i, ci_f32_to_bf16(values[i]));
+            for (int i = 0; i < 5; i++) ci_store_le16(buf + 2 * i, ci_fp32_to_bf16(values[i]));
             bytes = 10;
         } else if (!strcmp(name, "m.f16")) {
-            for (int i = 0; i < 4; i++) ci_store_le16(buf + 2 * i, ci_f32_to_f16(values[i]));
+            for (int i = 0; i < 4; i++) ci_store_le16(buf + 2 * i, ci_fp32_to_fp16(values[i]));
             bytes = 8;
         } else if (!strcmp(name, "b.i64")) bytes = 16, buf[0] = 9;
         else if (!strcmp(name, "c.u8")) bytes = 3, buf[2] = 200;
@@ -595,10 +595,10 @@ static void test_safetensors_roundtrip(void) {
     CHECK(t && t->dtype == CI_ST_F32 && t->n_dims == 2 && t->shape[1] == 3 && ci_st_tensor_to_f32(t, 0, 6, out, &err) == 0);
     CHECK(memcmp(out, values, sizeof values) == 0);
     t = ci_st_find(f, "a.bf16");
-    CHECK(t && ci_st_tensor_to_f32(t, 1, 4, out, &err) == 0 && out[0] == -2.0f && out[2] == ci_bf16_to_f32(ci_f32_to_bf16(1e-8f)));
+    CHECK(t && ci_st_tensor_to_f32(t, 1, 4, out, &err) == 0 && out[0] == -2.0f && out[2] == ci_bf16_to_fp32(ci_fp32_to_bf16(1e-8f)));
     CHECK(t && ci_st_tensor_to_f32(t, 3, 3, out, &err) != 0); /* past the end */
     t = ci_st_find(f, "m.f16");
-    CHECK(t && t->shape[0] == 1 && ci_st_tensor_to_f32(t, 0, 4, out, &err) == 0 && out[0] == 1.5f && out[3] == ci_f16_to_f32(ci_f32_to_f16(1e-8f)));
+    CHECK(t && t->shape[0] == 1 && ci_st_tensor_to_f32(t, 0, 4, out, &err) == 0 && out[0] == 1.5f && out[3] == ci_fp16_to_fp32(ci_fp32_to_fp16(1e-8f)));
     t = ci_st_find(f, "b.i64");
     CHECK(t && t->n_bytes == 16 && t->data[0] == 9);
     CHECK(t && ci_st_tensor_to_f32(t, 0, 1, out, &err) != 0 && strstr(err.message, "unsupported dtype I64") && strstr(err.message, "b.i64"));

@@ -201,8 +201,8 @@ static void check_hf(ci_test_model_dtype dt, uint32_t shards, bool untied, bool 
         for (int s = 0; s < 2; s++) {
             ci_test_model_fill(o.seed, &t[k], starts[s], cnt, want);
             for (size_t i = 0; i < cnt; i++)
-                want[i] = dt == CI_TM_BF16 ? ci_bf16_to_f32(ci_f32_to_bf16(want[i]))
-                          : dt == CI_TM_F16 ? ci_f16_to_f32(ci_f32_to_f16(want[i])) : want[i];
+                want[i] = dt == CI_TM_BF16 ? ci_bf16_to_fp32(ci_fp32_to_bf16(want[i]))
+                          : dt == CI_TM_F16 ? ci_fp16_to_fp32(ci_fp32_to_fp16(want[i])) : want[i];
             CHECK(ci_st_tensor_to_f32(st, starts[s], cnt, got, &err) == 0);
             CHECK_MSG(memcmp(want, got, cnt * sizeof(float)) == 0, "values of %s", t[k].hf_name);
         }
@@ -300,17 +300,17 @@ static void check_gguf(ci_test_model_dtype dt, bool untied) {
             /* Norms of a BF16/F16 model hold values of that precision (as a
              * GGUF converted from such a checkpoint does). */
             for (size_t i = 0; i < cnt && t[k].n_dims == 1; i++)
-                vals[i] = dt == CI_TM_BF16 ? ci_bf16_to_f32(ci_f32_to_bf16(vals[i]))
-                          : dt == CI_TM_F16 ? ci_f16_to_f32(ci_f32_to_f16(vals[i]))
+                vals[i] = dt == CI_TM_BF16 ? ci_bf16_to_fp32(ci_fp32_to_bf16(vals[i]))
+                          : dt == CI_TM_F16 ? ci_fp16_to_fp32(ci_fp32_to_fp16(vals[i]))
                                             : vals[i];
             memcpy(expect, vals, cnt * 4);
             bytes = cnt * 4;
         } else if (want_type == CI_GGML_Q8_0) {
-            ci_quantize_q8_0(vals, cnt, expect);
+            ci_quantize_row_q8_0(expect, vals, cnt);
             bytes = cnt / 32 * 34;
         } else {
             for (size_t i = 0; i < cnt; i++)
-                ci_store_le16(expect + 2 * i, want_type == CI_GGML_BF16 ? ci_f32_to_bf16(vals[i]) : ci_f32_to_f16(vals[i]));
+                ci_store_le16(expect + 2 * i, want_type == CI_GGML_BF16 ? ci_fp32_to_bf16(vals[i]) : ci_fp32_to_fp16(vals[i]));
             bytes = cnt * 2;
         }
         CHECK_MSG(memcmp(g->data, expect, bytes) == 0, "data of %s", g->name);
