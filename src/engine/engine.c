@@ -70,44 +70,35 @@ static ci_sampling_params defaults_from_generation_config(const qwen3_checkpoint
     return p;
 }
 
+/* The tokenizer and chat template travel with the checkpoint: tokenizer.json
+ * and tokenizer_config.json / chat_template.jinja beside an HF checkpoint,
+ * tokenizer.ggml.* and tokenizer.chat_template inside a GGUF. */
 static int load_tokenizer_and_template(cinfer_model *m, const char *path, cinfer_error *err) {
+    char *source = NULL; /* what the tokenizer and template loaders are given */
     if (m->ck.is_gguf) {
-        m->tok = ci_tok_load_gguf(m->ck.gguf, path, err);
-        if (!m->tok) return err ? err->code : CINFER_ERR_FORMAT;
-        char *tpl = ci_gguf_dup_str(m->ck.gguf, "tokenizer.chat_template");
-        if (tpl) {
-            m->tpl = cinfer_template_parse(tpl, strlen(tpl), err);
-            free(tpl);
-            if (!m->tpl) {
-                ci_error_prefix(err, "%s: tokenizer.chat_template", path);
-                return err ? err->code : CINFER_ERR_TEMPLATE;
-            }
-        }
-        const char *bos = cinfer_tokenizer_bos_token(m->tok), *eos = cinfer_tokenizer_eos_token(m->tok);
-        m->bos_token = bos ? ci_strdup(bos) : NULL;
-        m->eos_token = eos ? ci_strdup(eos) : NULL;
-        return CINFER_OK;
-    }
-    char *dir = ci_is_directory(path) ? ci_strdup(path) : NULL;
-    if (!dir) {
+        source = ci_strdup(path);
+    } else if (ci_is_directory(path)) {
+        source = ci_strdup(path);
+    } else {
         const char *slash = strrchr(path, '/');
-        dir = slash ? ci_strndup(path, (size_t)(slash - path)) : ci_strdup(".");
+        source = slash ? ci_strndup(path, (size_t)(slash - path)) : ci_strdup(".");
     }
     int rc = CINFER_OK;
-    m->tok = cinfer_tokenizer_load(dir, err);
+    m->tok = m->ck.is_gguf ? ci_tok_load_gguf(m->ck.gguf, path, err) : cinfer_tokenizer_load(source, err);
     if (!m->tok) rc = err ? err->code : CINFER_ERR_FORMAT;
+    /* A model without a chat template still runs raw prompts. */
     cinfer_chat_template_source src = {0};
-    if (rc == CINFER_OK && cinfer_chat_template_source_load(dir, &src, NULL) == CINFER_OK && src.template_text) {
+    if (rc == CINFER_OK && cinfer_chat_template_source_load(source, &src, NULL) == CINFER_OK && src.template_text) {
         m->tpl = cinfer_template_parse(src.template_text, strlen(src.template_text), err);
         if (!m->tpl) {
-            ci_error_prefix(err, "%s: chat template", dir);
+            ci_error_prefix(err, "%s: chat template", source);
             rc = err ? err->code : CINFER_ERR_TEMPLATE;
         }
         m->bos_token = src.bos_token, src.bos_token = NULL;
         m->eos_token = src.eos_token, src.eos_token = NULL;
     }
     cinfer_chat_template_source_free(&src);
-    free(dir);
+    free(source);
     return rc;
 }
 
@@ -200,6 +191,7 @@ void cinfer_result_free(cinfer_result *r) {
     free(r->content);
     free(r->tokens);
     free(r->top_logprobs);
+    free(r->tool_calls_json);
     *r = (cinfer_result){0};
 }
 

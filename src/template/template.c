@@ -8,6 +8,7 @@
  * tokenizer_config.json's "chat_template", which may also be a list of named
  * templates where "default" wins.
  */
+#include "format/gguf.h"
 #include "template/template.h"
 
 #include <jansson.h>
@@ -154,17 +155,34 @@ static bool has_suffix(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Hook for GGUF files (tokenizer.chat_template metadata): to be provided by
- * the format subsystem. Returns 1 when `path` is not a GGUF file. */
+/* A GGUF file carries the template as tokenizer.chat_template and the
+ * special tokens as ids into tokenizer.ggml.tokens. Returns 1 when `path` is
+ * not a GGUF file (so other sources are tried). */
+static char *gguf_token_text(const ci_gguf_file *f, const char *key) {
+    const ci_gguf_value *tokens = ci_gguf_get_array(f, "tokenizer.ggml.tokens", CI_GGUF_STRING);
+    uint32_t id;
+    if (!tokens || !ci_gguf_get_u32(f, key, &id) || id >= tokens->v.arr.count) return NULL;
+    return ci_strndup(tokens->v.arr.strings[id].ptr, tokens->v.arr.strings[id].len);
+}
+
 static int load_from_gguf(const char *path, cinfer_chat_template_source *out, cinfer_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 1;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 1;
     char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
+    size_t got = fread(magic, 1, 4, fp);
+    fclose(fp);
     if (got != 4 || memcmp(magic, "GGUF", 4) != 0) return 1;
-    (void)out;
-    return ci_error(err, CINFER_ERR_FORMAT, "%s: reading chat templates from GGUF files is not supported yet", path);
+    ci_gguf_file *f = ci_gguf_open(path, err);
+    if (!f) return err ? err->code : CINFER_ERR_FORMAT;
+    out->template_text = ci_gguf_dup_str(f, "tokenizer.chat_template");
+    out->bos_token = gguf_token_text(f, "tokenizer.ggml.bos_token_id");
+    out->eos_token = gguf_token_text(f, "tokenizer.ggml.eos_token_id");
+    ci_gguf_close(f);
+    if (!out->template_text) {
+        cinfer_chat_template_source_free(out);
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: no tokenizer.chat_template in this GGUF file", path);
+    }
+    return 0;
 }
 
 int cinfer_chat_template_source_load(const char *path, cinfer_chat_template_source *out, cinfer_error *err) {

@@ -71,5 +71,10 @@ for cut in 3 100 5000 $((size / 2)) $((size - 1)); do
   head -c "$cut" "$work/t.gguf" > "$work/cut.gguf"
   expect_error "$work/cut.gguf" "GGUF cut at $cut bytes" "cut.gguf"
 done
+# The chat template inside the GGUF renders exactly as the one in the HF folder.
+printf '%s' '{"messages":[{"role":"system","content":"S"},{"role":"user","content":"hi"}],"add_generation_prompt":true,"enable_thinking":false}' > "$work/ctx.json"
+"$bin" template --model "$work/tied" --context "$work/ctx.json" > "$work/tpl-hf.txt"
+"$bin" template --model "$work/t.gguf" --context "$work/ctx.json" > "$work/tpl-gguf.txt"
+if [ -s "$work/tpl-hf.txt" ] && cmp -s "$work/tpl-hf.txt" "$work/tpl-gguf.txt"; then ok; else bad "GGUF chat template renders differently"; fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
