@@ -17,6 +17,7 @@
 #ifndef CINFER_H
 #define CINFER_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -197,6 +198,12 @@ typedef struct cinfer_gen_options {
     int n_stop;
     int top_logprobs;         /* 0..20: record the most likely tokens per step */
     bool raw;                 /* cinfer_generate only: the prompt is used without the chat template */
+    /* Remote models only (a local model ignores them): */
+    const char *tools_json;   /* OpenAI "tools" array as JSON text, or NULL */
+    const char *extra_json;   /* JSON object text merged into the request body as is
+                                 (e.g. {"chat_template_kwargs":{...}}); an object value is
+                                 merged into an object the request already has, a null
+                                 value removes the field; NULL: none */
     cinfer_delta_fn on_delta;
     void *user;
 } cinfer_gen_options;
@@ -220,6 +227,7 @@ typedef struct cinfer_result {
     cinfer_top_logprob *top_logprobs; /* [n_tokens * n_top_logprobs] */
     double prefill_seconds;    /* submit → first token (prompt processing) */
     double decode_seconds;     /* first token → last token */
+    char *tool_calls_json;     /* remote: the answer's tool calls, an OpenAI JSON array text; NULL when none */
 } cinfer_result;
 
 void cinfer_result_free(cinfer_result *r);
@@ -246,10 +254,29 @@ typedef struct cinfer_remote_options {
     double idle_timeout;    /* between streamed events, seconds; 0: 60 */
     int max_retries;        /* on 429, 5xx and connection errors; < 0: 2 */
     bool verbose;           /* request/response summary on stderr, key masked */
+    /* Polled every 50 ms while a request runs (and while it waits to retry):
+     * nonzero cancels it, and cinfer_chat returns what arrived so far with
+     * finish_reason "cancelled". Set it from a SIGINT handler; clear it
+     * before the next turn. NULL: none. (Streaming callers can also cancel
+     * by returning false from on_delta.) */
+    const volatile sig_atomic_t *cancel;
 } cinfer_remote_options;
 
+/* Environment, as the official OpenAI SDKs: base_url from $OPENAI_BASE_URL,
+ * api_key from $OPENAI_API_KEY (else $CINFER_API_KEY); a field set in the
+ * options wins. An empty key sends no Authorization header (local servers).
+ * When `model` is NULL, the first model the endpoint lists is used.
+ * Thinking: enable_thinking is sent both as chat_template_kwargs.enable_thinking
+ * (vLLM, SGLang, llama.cpp) and as a top-level field (SiliconFlow, DashScope).
+ * Reasoning that arrives as reasoning_content / reasoning, or inside <think>
+ * tags at the start of the content, becomes cinfer_result.thinking. Not
+ * available remotely: tokens, top_logprobs, raw prompts. */
 void cinfer_remote_options_init(cinfer_remote_options *o);
 cinfer_model *cinfer_model_open_remote(const cinfer_remote_options *o, cinfer_error *err);
+
+/* GET {base_url}/models: the endpoint's "data" array as JSON text
+ * (cinfer_free()-able), e.g. [{"id":"Qwen/Qwen3-8B","object":"model",...}]. */
+char *cinfer_remote_list_models(const cinfer_remote_options *o, cinfer_error *err);
 
 /* Generation from a prompt: with o->raw the text is tokenized as is,
  * otherwise it is the user message of a one-turn chat. */
