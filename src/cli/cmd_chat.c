@@ -132,6 +132,7 @@ int cmd_chat(int argc, char **argv) {
         cinfer_remote_options_init(&ro);
         ro.base_url = remote;
         ro.model = remote_model;
+        ro.cancel = &interrupted;
         m = cinfer_model_open_remote(&ro, &err);
     } else {
         cinfer_model_options mo;

@@ -18,13 +18,17 @@ static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: cinfer run MODEL -p TEXT [options]\n\n"
+            "usage: cinfer run MODEL -p TEXT [options]\n"
+            "       cinfer run --remote URL [--model NAME] -p TEXT [options]\n\n"
             "Generates an answer with a local model. MODEL is a Hugging Face folder as\n"
             "downloaded (config.json, *.safetensors, tokenizer files) or a GGUF file.\n"
             "Thinking is shown between <think> and </think> (dimmed on a terminal), then the answer.\n\n"
             "options:\n"
             "  -p, --prompt TEXT     the user message (or the raw prompt with --raw)\n"
             "%s"
+            "  --remote URL          an OpenAI-compatible API instead of a local model\n"
+            "                        (key from $OPENAI_API_KEY; e.g. http://127.0.0.1:8000/v1)\n"
+            "  --model NAME          model name for --remote (default: the first one listed)\n"
             "  --raw                 feed TEXT to the model without the chat template\n"
             "  --json                print one JSON object: thinking, content, tokens, finish_reason, usage\n"
             "  --top-logprobs K      with --json: the K most likely tokens per generated token\n"
@@ -104,7 +108,7 @@ static json_t *result_json(const cinfer_model *m, const cinfer_result *r) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL;
+    const char *model_path = NULL, *prompt = NULL, *remote = NULL, *remote_model = NULL;
     bool json = false, stats = false;
     long top_logprobs = 0;
     gen_args ga;
@@ -117,6 +121,10 @@ int cmd_run(int argc, char **argv) {
         if (g == 1) continue;
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(prompt = cli_option_value("run", argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--remote")) {
+            if (!(remote = cli_option_value("run", argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--model")) {
+            if (!(remote_model = cli_option_value("run", argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--raw")) {
             ga.gen.raw = true;
         } else if (!strcmp(a, "--json")) {
@@ -138,17 +146,29 @@ int cmd_run(int argc, char **argv) {
             return cli_usage_error("run", "unexpected argument '%s'", a);
         }
     }
-    if (!model_path) return cli_usage_error("run", "MODEL is required");
+    if (!model_path == !remote) return cli_usage_error("run", "give either MODEL or --remote URL");
+    if (remote && (ga.gen.raw || top_logprobs))
+        return cli_usage_error("run", "--raw and --top-logprobs need a local model");
     if (!prompt) return cli_usage_error("run", "-p TEXT is required");
     if (top_logprobs && !json) return cli_usage_error("run", "--top-logprobs needs --json");
 
-    cinfer_model_options mo;
-    cinfer_model_options_init(&mo);
-    mo.n_threads = ga.n_threads;
-    mo.max_model_len = ga.ctx_size;
-    mo.show_progress = true;
     cinfer_error err = {0};
-    cinfer_model *m = cinfer_model_load(model_path, &mo, &err);
+    cinfer_model *m;
+    if (remote) {
+        cinfer_remote_options ro;
+        cinfer_remote_options_init(&ro);
+        ro.base_url = remote;
+        ro.model = remote_model;
+        ro.cancel = &interrupted;
+        m = cinfer_model_open_remote(&ro, &err);
+    } else {
+        cinfer_model_options mo;
+        cinfer_model_options_init(&mo);
+        mo.n_threads = ga.n_threads;
+        mo.max_model_len = ga.ctx_size;
+        mo.show_progress = true;
+        m = cinfer_model_load(model_path, &mo, &err);
+    }
     if (!m) {
         fprintf(stderr, "cinfer run: %s\n", err.message);
         return 1;
@@ -171,6 +191,7 @@ int cmd_run(int argc, char **argv) {
     }
     if (json) {
         json_t *o = result_json(m, &r);
+        if (r.tool_calls_json) json_object_set_new(o, "tool_calls", json_loads(r.tool_calls_json, 0, NULL));
         char *text = json_dumps(o, JSON_COMPACT);
         puts(text);
         free(text);
