@@ -9,6 +9,7 @@ APT_PACKAGES=(
   gcc make cmake pkg-config libc6-dev
   libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libutf8proc-dev libedit-dev
   python3 python3-jinja2
+  nginx openssl
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
