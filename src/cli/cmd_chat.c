@@ -27,15 +27,13 @@ static void usage(FILE *out) {
             "Interactive chat with a local model (Hugging Face folder or GGUF) or an\n"
             "OpenAI-compatible endpoint (key from $OPENAI_API_KEY). Thinking is shown dimmed.\n\n"
             "options:\n"
-            "%s"
-            "  --remote URL          base URL of an OpenAI-compatible API (e.g. http://127.0.0.1:8000/v1)\n"
-            "  --model NAME          model name for --remote\n\n"
+            "%s%s\n"
             "commands inside the chat:\n"
             "  /reset                forget the conversation\n"
             "  /system TEXT          set the system prompt (and reset)\n"
             "  /think on|off         enable_thinking for the next turns\n"
             "  /exit                 leave (also Ctrl-D)\n",
-            GEN_ARGS_HELP);
+            GEN_ARGS_HELP, REMOTE_ARGS_HELP);
 }
 
 typedef struct turn {
@@ -102,20 +100,19 @@ static char *read_line(bool tty, const char *prompt) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *model_path = NULL, *remote = NULL, *remote_model = NULL;
+    const char *model_path = NULL;
     gen_args ga;
     gen_args_init(&ga);
+    cinfer_remote_options ro;
+    cinfer_remote_options_init(&ro);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) return usage(stdout), 0;
         int g = gen_args_parse(&ga, "chat", argc, argv, &i);
+        if (g == 0) g = remote_args_parse(&ro, "chat", argc, argv, &i);
         if (g == 2) return 2;
         if (g == 1) continue;
-        if (!strcmp(a, "--remote")) {
-            if (!(remote = cli_option_value("chat", argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--model")) {
-            if (!(remote_model = cli_option_value("chat", argc, argv, &i))) return 2;
-        } else if (a[0] == '-') {
+        if (a[0] == '-') {
             return cli_usage_error("chat", "unknown option '%s'", a);
         } else if (!model_path) {
             model_path = a;
@@ -123,15 +120,11 @@ int cmd_chat(int argc, char **argv) {
             return cli_usage_error("chat", "unexpected argument '%s'", a);
         }
     }
-    if (!model_path == !remote) return cli_usage_error("chat", "give either MODEL or --remote URL");
+    if (!model_path == !ro.base_url) return cli_usage_error("chat", "give either MODEL or --remote URL");
 
     cinfer_error err = {0};
     cinfer_model *m;
-    if (remote) {
-        cinfer_remote_options ro;
-        cinfer_remote_options_init(&ro);
-        ro.base_url = remote;
-        ro.model = remote_model;
+    if (ro.base_url) {
         ro.cancel = &interrupted;
         m = cinfer_model_open_remote(&ro, &err);
     } else {

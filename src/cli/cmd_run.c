@@ -26,14 +26,12 @@ static void usage(FILE *out) {
             "options:\n"
             "  -p, --prompt TEXT     the user message (or the raw prompt with --raw)\n"
             "%s"
-            "  --remote URL          an OpenAI-compatible API instead of a local model\n"
-            "                        (key from $OPENAI_API_KEY; e.g. http://127.0.0.1:8000/v1)\n"
-            "  --model NAME          model name for --remote (default: the first one listed)\n"
+            "%s"
             "  --raw                 feed TEXT to the model without the chat template\n"
             "  --json                print one JSON object: thinking, content, tokens, finish_reason, usage\n"
             "  --top-logprobs K      with --json: the K most likely tokens per generated token\n"
             "  --stats               print prompt and generation speed to stderr\n",
-            GEN_ARGS_HELP);
+            GEN_ARGS_HELP, REMOTE_ARGS_HELP);
 }
 
 typedef struct stream_state {
@@ -108,23 +106,22 @@ static json_t *result_json(const cinfer_model *m, const cinfer_result *r) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *remote = NULL, *remote_model = NULL;
+    const char *model_path = NULL, *prompt = NULL;
     bool json = false, stats = false;
     long top_logprobs = 0;
     gen_args ga;
     gen_args_init(&ga);
+    cinfer_remote_options ro;
+    cinfer_remote_options_init(&ro);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) return usage(stdout), 0;
         int g = gen_args_parse(&ga, "run", argc, argv, &i);
+        if (g == 0) g = remote_args_parse(&ro, "run", argc, argv, &i);
         if (g == 2) return 2;
         if (g == 1) continue;
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(prompt = cli_option_value("run", argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--remote")) {
-            if (!(remote = cli_option_value("run", argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--model")) {
-            if (!(remote_model = cli_option_value("run", argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--raw")) {
             ga.gen.raw = true;
         } else if (!strcmp(a, "--json")) {
@@ -146,19 +143,15 @@ int cmd_run(int argc, char **argv) {
             return cli_usage_error("run", "unexpected argument '%s'", a);
         }
     }
-    if (!model_path == !remote) return cli_usage_error("run", "give either MODEL or --remote URL");
-    if (remote && (ga.gen.raw || top_logprobs))
+    if (!model_path == !ro.base_url) return cli_usage_error("run", "give either MODEL or --remote URL");
+    if (ro.base_url && (ga.gen.raw || top_logprobs))
         return cli_usage_error("run", "--raw and --top-logprobs need a local model");
     if (!prompt) return cli_usage_error("run", "-p TEXT is required");
     if (top_logprobs && !json) return cli_usage_error("run", "--top-logprobs needs --json");
 
     cinfer_error err = {0};
     cinfer_model *m;
-    if (remote) {
-        cinfer_remote_options ro;
-        cinfer_remote_options_init(&ro);
-        ro.base_url = remote;
-        ro.model = remote_model;
+    if (ro.base_url) {
         ro.cancel = &interrupted;
         m = cinfer_model_open_remote(&ro, &err);
     } else {

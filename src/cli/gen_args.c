@@ -81,3 +81,34 @@ int gen_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i) 
     }
     return bad ? 2 : 1;
 }
+
+const char REMOTE_ARGS_HELP[] =
+    "  --remote URL          base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1\n"
+    "  --model NAME          model name at the endpoint (default: the first one it lists)\n"
+    "  --api-key-env VAR     read the API key from $VAR (default $OPENAI_API_KEY, then $CINFER_API_KEY)\n"
+    "  --ca-bundle FILE      also trust the CA certificates in this PEM file\n"
+    "  --timeout S           whole request, seconds (default 600)\n"
+    "  -v, --verbose         request summary on stderr (the key masked)\n";
+
+int remote_args_parse(cinfer_remote_options *ro, const char *cmd, int argc, char **argv, int *i) {
+    const char *opt = argv[*i];
+    if (!strcmp(opt, "-v") || !strcmp(opt, "--verbose")) return ro->verbose = true, 1;
+    if (strcmp(opt, "--remote") && strcmp(opt, "--model") && strcmp(opt, "--api-key-env") && strcmp(opt, "--ca-bundle") &&
+        strcmp(opt, "--timeout"))
+        return 0;
+    const char *v = cli_option_value(cmd, argc, argv, i);
+    if (!v) return 2;
+    if (!strcmp(opt, "--remote")) ro->base_url = v;
+    else if (!strcmp(opt, "--model")) ro->model = v;
+    else if (!strcmp(opt, "--ca-bundle")) ro->ca_bundle = v;
+    else if (!strcmp(opt, "--api-key-env")) {
+        /* Keys stay out of argv (visible in ps); only the variable's name is passed. */
+        ro->api_key = getenv(v);
+        if (!ro->api_key) return cli_usage_error(cmd, "environment variable %s is not set", v);
+    } else {
+        float t = 0;
+        if (parse_float(cmd, opt, v, &t) || t <= 0) return t <= 0 ? cli_usage_error(cmd, "--timeout needs a positive number of seconds") : 2;
+        ro->timeout = t;
+    }
+    return 1;
+}

@@ -23,4 +23,10 @@ void gen_args_init(gen_args *a);
 int gen_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i);
 extern const char GEN_ARGS_HELP[];
 
+/* Flags that select and configure a remote OpenAI-compatible endpoint:
+ * --remote URL, --model NAME, --api-key-env VAR, --ca-bundle FILE,
+ * --timeout S, -v/--verbose. Same return convention as gen_args_parse. */
+int remote_args_parse(cinfer_remote_options *ro, const char *cmd, int argc, char **argv, int *i);
+extern const char REMOTE_ARGS_HELP[];
+
 #endif
