@@ -17,6 +17,7 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer; prints the ids as JSON"},
     {"detokenize", cmd_detokenize, "decode token ids (JSON array) back to text"},
     {"run", cmd_run, "generate an answer with a local model (HF folder or GGUF)"},
+    {"serve", cmd_serve, "serve a local model over an OpenAI-compatible HTTP API (like vllm serve)"},
     {"chat", cmd_chat, "interactive multi-turn chat with a local model or a remote endpoint"},
     {"template", cmd_template, "render a Jinja chat template with a JSON context"},
     {"demo", cmd_demo, "render a sample chat with the Qwen3 template and tokenize it"},

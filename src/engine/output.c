@@ -22,6 +22,7 @@ struct ci_output {
     bool in_thinking;
     bool any_token;
     bool stopped;
+    bool keep_newlines;
     char *stop[CI_MAX_STOP_STRINGS];
     size_t stop_len[CI_MAX_STOP_STRINGS];
     int n_stop;
@@ -47,6 +48,7 @@ ci_output *ci_output_new(const cinfer_tokenizer *tok, const ci_output_options *o
     o->think_end = cinfer_tokenizer_token_id(tok, "</think>");
     o->parse_thinking = opt->parse_thinking && o->think_start >= 0 && o->think_end >= 0;
     o->in_thinking = o->parse_thinking && opt->thinking_open;
+    o->keep_newlines = opt->keep_newlines;
     for (int i = 0; i < opt->n_stop && o->n_stop < CI_MAX_STOP_STRINGS; i++) {
         size_t len = strlen(opt->stop[i]);
         if (len == 0) continue; /* an empty stop string would match everywhere: ignore it */
@@ -91,10 +93,11 @@ static size_t stop_prefix_holdback(const ci_output *o, const char *p, size_t n) 
 static bool settle(ci_output *o, channel *ch, ci_buf *delta, bool final) {
     char *p = ch->pending.data;
     size_t n = ch->pending.len;
+    if (!ch->started && o->keep_newlines && n) ch->started = true;
     if (!ch->started) { /* drop leading newlines */
         size_t k = 0;
         while (k < n && p[k] == '\n') k++;
-        memmove(p, p + k, n - k);
+        if (k) memmove(p, p + k, n - k); /* p is NULL while nothing is pending */
         n -= k;
         ch->pending.len = n;
         if (n) p[n] = '\0';
@@ -111,20 +114,20 @@ static bool settle(ci_output *o, channel *ch, ci_buf *delta, bool final) {
     bool stopped = match != SIZE_MAX;
     if (stopped) {
         safe = match;
-        while (safe > 0 && p[safe - 1] == '\n') safe--; /* the match ends the channel */
+        while (!o->keep_newlines && safe > 0 && p[safe - 1] == '\n') safe--; /* the match ends the channel */
         emit(ch, p, safe, delta);
         ch->pending.len = 0;
         return true;
     }
     if (final) {
         safe = n;
-        while (safe > 0 && p[safe - 1] == '\n') safe--;
+        while (!o->keep_newlines && safe > 0 && p[safe - 1] == '\n') safe--;
     } else {
         safe = n - stop_prefix_holdback(o, p, n);
-        while (safe > 0 && p[safe - 1] == '\n') safe--;
+        while (!o->keep_newlines && safe > 0 && p[safe - 1] == '\n') safe--;
     }
     emit(ch, p, safe, delta);
-    memmove(p, p + safe, n - safe);
+    if (safe) memmove(p, p + safe, n - safe);
     ch->pending.len = n - safe;
     if (ch->pending.data) ch->pending.data[ch->pending.len] = '\0';
     if (final) ch->pending.len = 0;

@@ -34,6 +34,7 @@ typedef struct ci_output_options {
     int n_stop;
     bool thinking_open;        /* the prompt ends inside <think> */
     bool parse_thinking;       /* false: everything is content, tags as text */
+    bool keep_newlines;        /* raw completions: no leading/trailing newline stripping */
 } ci_output_options;
 
 typedef struct ci_output ci_output;

@@ -22,6 +22,7 @@ typedef struct seq {
     int n_blocks, cap_blocks;
     int n_hashed;           /* leading full blocks already hashed (and offered to the cache) */
     bool admitted_once;     /* prefix-cache stats count the first admission only */
+    uint64_t prompt_hash;   /* hash of the whole prompt, 0 when it has no full block */
     bool in_thinking;
     int n_thinking;         /* tokens generated inside <think> */
     bool budget_spent;      /* the close sequence was forced */
@@ -193,6 +194,7 @@ int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, co
     }
     q->params.forced_close = q->forced_close;
     q->in_thinking = p->thinking_open;
+    if (n_prompt > s->opt.block_size) q->prompt_hash = ci_kv_chain_hash(0, prompt, n_prompt) | 1;
     q->cb = cb;
     q->user = user;
     q->logits_row = -1;
@@ -226,6 +228,8 @@ void ci_sched_cancel(ci_scheduler *s, int64_t request_id) {
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->lock);
 }
+
+void ci_sched_set_prefix_caching(ci_scheduler *s, bool on) { s->kv.prefix_caching = on; }
 
 void ci_sched_wait_for_work(ci_scheduler *s) {
     pthread_mutex_lock(&s->lock);
@@ -298,7 +302,7 @@ static void drain_incoming(ci_scheduler *s) {
     int n_cancels = s->n_cancels;
     int64_t cancels_local[64];
     int64_t *cancels = n_cancels <= 64 ? cancels_local : ci_malloc((size_t)n_cancels * sizeof(int64_t));
-    memcpy(cancels, s->cancels, (size_t)n_cancels * sizeof(int64_t));
+    if (n_cancels) memcpy(cancels, s->cancels, (size_t)n_cancels * sizeof(int64_t));
     s->n_cancels = 0;
     pthread_mutex_unlock(&s->lock);
 
@@ -382,6 +386,20 @@ static void match_prefix(ci_scheduler *s, seq *q) {
         s->stats.prefix_hit_tokens += (uint64_t)q->n_cached;
         pthread_mutex_unlock(&s->lock);
     }
+}
+
+/* Whether a running sequence with the same prompt is still computing it
+ * (its blocks are not all in the cache yet). Only identical prompts wait:
+ * prompts that merely share a system prompt are admitted at once. */
+static bool sibling_prefilling(const ci_scheduler *s, const seq *q) {
+    if (!q->prompt_hash || !s->kv.prefix_caching) return false;
+    for (int i = 0; i < s->n_running; i++) {
+        const seq *r = s->running[i];
+        if (r->prompt_hash == q->prompt_hash && r->n_prompt == q->n_prompt && r->n_computed < r->n_prompt - 1 &&
+            memcmp(r->tokens, q->tokens, (size_t)q->n_prompt * sizeof(int32_t)) == 0)
+            return true;
+    }
+    return false;
 }
 
 /* Offers the blocks that became full (all positions computed) to the cache. */
@@ -493,6 +511,10 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
     /* Admit waiting requests while slots, budget and blocks allow. */
     while (s->waiting_head && s->n_running < s->opt.max_num_seqs && n_batch < budget) {
         seq *q = s->waiting_head;
+        /* Several sequences from one prompt (n > 1, or identical requests
+         * arriving together): let the first compute the shared prefix and
+         * admit the others once its blocks are in the cache. */
+        if (q->n_blocks == 0 && !q->admitted_once && sibling_prefilling(s, q)) break;
         if (q->n_blocks == 0) match_prefix(s, q);
         int remaining = q->n_tokens - q->n_computed;
         int room = budget - n_batch;

@@ -107,6 +107,9 @@ int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, co
  * and its KV blocks are freed then. */
 void ci_sched_cancel(ci_scheduler *s, int64_t request_id);
 
+/* Turns prefix caching on or off (call while no step runs). */
+void ci_sched_set_prefix_caching(ci_scheduler *s, bool on);
+
 /* Runs one iteration. Returns the number of requests still waiting or
  * running (0: idle), or < 0 on an internal error. */
 int ci_sched_step(ci_scheduler *s, cinfer_error *err);

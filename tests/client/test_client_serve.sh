@@ -8,7 +8,7 @@
 # upstream port); that part is skipped with a note when nginx cannot run.
 # usage: test_client_serve.sh CINFER_BIN CLIENT_PROBE WORKDIR TLS_TEST
 set -u
-CINFER=$1 PROBE=$2 WORK=$3 TLS_TEST=$4
+CINFER=$1 PROBE=$2 WORK=$3 TLS_TEST=$4 TOKENIZER=$5
 # The client honours proxy variables (as curl does); this test is local.
 export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
 
@@ -17,7 +17,7 @@ if ! "$CINFER" help 2>/dev/null | grep -q '^  serve '; then
     exit 77
 fi
 rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
-"$CINFER" make-test-model "$WORK/model" --shape tiny --format hf >"$WORK/make-model.log" 2>&1 || {
+"$CINFER" make-test-model "$WORK/model" --shape tiny --format hf --tokenizer "$TOKENIZER" >"$WORK/make-model.log" 2>&1 || {
     cat "$WORK/make-model.log"; echo "FAIL: make-test-model"; exit 1; }
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

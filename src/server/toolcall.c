@@ -1,0 +1,68 @@
+/*
+ * toolcall.c — Qwen3 tool calls in generated text → OpenAI tool_calls.
+ *
+ * Qwen3's template teaches the model to answer a call as
+ *   <tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>
+ * (one block per call). Each block whose body is a JSON object with a string
+ * "name" becomes {id, type:"function", function:{name, arguments}}, with
+ * arguments re-serialised as a JSON string as OpenAI sends them. A block
+ * that does not parse leaves the whole text as plain content (as vLLM's
+ * hermes parser does), so a malformed call is never silently dropped.
+ */
+#include "server/server_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define OPEN_TAG "<tool_call>"
+#define CLOSE_TAG "</tool_call>"
+#define MAX_TOOL_CALLS 64
+
+static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+json_t *ci_parse_tool_calls(const char *content, size_t len, size_t *content_len_out) {
+    const size_t open_len = strlen(OPEN_TAG), close_len = strlen(CLOSE_TAG);
+    const char *first = memmem(content, len, OPEN_TAG, open_len);
+    *content_len_out = len;
+    if (!first) return NULL;
+    json_t *calls = json_array();
+    const char *p = first, *end = content + len;
+    while (p && json_array_size(calls) < MAX_TOOL_CALLS) {
+        const char *body = p + open_len;
+        const char *close = memmem(body, (size_t)(end - body), CLOSE_TAG, close_len);
+        /* an unterminated last block (cut by max_tokens or the stop token) still counts when its JSON is complete */
+        const char *body_end = close ? close : end;
+        json_error_t jerr;
+        json_t *obj = json_loadb(body, (size_t)(body_end - body), JSON_DECODE_ANY, &jerr);
+        json_t *name = json_object_get(obj, "name");
+        if (!json_is_object(obj) || !json_is_string(name)) {
+            json_decref(obj);
+            json_decref(calls);
+            return NULL;
+        }
+        json_t *args = json_object_get(obj, "arguments");
+        if (!args) args = json_object_get(obj, "parameters");
+        char *args_text = json_is_string(args) ? strdup(json_string_value(args))
+                          : args ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY)
+                                 : strdup("{}");
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) r = (uint64_t)(uintptr_t)obj ^ json_array_size(calls);
+        char id[40];
+        snprintf(id, sizeof id, "call_%016llx", (unsigned long long)r);
+        json_t *fn = json_pack("{s:O,s:s}", "name", name, "arguments", args_text ? args_text : "{}");
+        json_array_append_new(calls, json_pack("{s:s,s:s,s:o}", "id", id, "type", "function", "function", fn));
+        free(args_text);
+        json_decref(obj);
+        if (!close) break;
+        p = close + close_len;
+        while (p < end && is_space(*p)) p++;
+        if (p >= end) break;
+        if ((size_t)(end - p) < open_len || memcmp(p, OPEN_TAG, open_len) != 0) break; /* trailing text after the calls is dropped, as vLLM does */
+    }
+    size_t n = (size_t)(first - content);
+    while (n > 0 && is_space(content[n - 1])) n--;
+    *content_len_out = n;
+    return calls;
+}
