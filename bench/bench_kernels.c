@@ -78,6 +78,36 @@ int main(int argc, char **argv)
                     fflush(stdout);
                 }
             }
+            /* the packed Q8_0 form the loader uses on VNNI CPUs */
+            if (wt == CI_WT_Q8_0) {
+                ci_packed **pk = ci_malloc(sizeof *pk * (size_t)ncopies);
+                int ok = 1;
+                for (int c = 0; c < ncopies && ok; c++) {
+                    const void *wc = w + (size_t)c * wbytes;
+                    pk[c] = ci_pack_weights(1, &wc, &s->rows, wt, s->cols);
+                    ok = pk[c] != NULL;
+                }
+                for (int thr = 1; thr <= 2 && ok; thr++) {
+                    ci_threadpool_set_threads(thr);
+                    size_t ldy = (size_t)s->rows;
+                    ci_matmul_packed(pk[0], &y, &ldy, x, (size_t)s->cols, s->batch);
+                    int calls = 0, c = 0;
+                    double t0 = ci_now_seconds(), el;
+                    do {
+                        c = (c + 1) % ncopies;
+                        ci_matmul_packed(pk[c], &y, &ldy, x, (size_t)s->cols, s->batch);
+                        calls++;
+                        el = ci_now_seconds() - t0;
+                    } while (el < secs || calls < 3);
+                    double per = el / calls;
+                    printf("%-26s %-5s %-18s %3d %10.3f %9.1f %8.1f\n", s->name, ci_wtype_name(wt), "packed-vnni", thr,
+                           per * 1e3, 2.0 * s->batch * s->rows * s->cols / per * 1e-9, (double)wbytes / per * 1e-9);
+                    fflush(stdout);
+                }
+                for (int c = 0; c < ncopies; c++)
+                    if (pk[c]) ci_packed_free(pk[c]);
+                free(pk);
+            }
             free(w); free(row); free(x); free(y);
         }
     }

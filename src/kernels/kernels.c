@@ -471,3 +471,153 @@ void ci_matmul(float *y, size_t ldy, const float *x, size_t ldx, int batch,
 {
     ci_matmul_with(cur(), y, ldy, x, ldx, batch, w, wt, rows, cols);
 }
+
+/* ---------------------------------------------------------- packed weights */
+
+static int pack_enabled(void)
+{
+    const ci_kernel_table *t = cur();
+    if (t != &g_tables[CI_KV_AVX512_VNNI] && t != &g_tables[CI_KV_AVX512_BF16]) return 0;
+    const char *env = getenv("CINFER_PACK");
+    return !(env && !strcmp(env, "0"));
+}
+
+typedef struct pack_job {
+    ci_packed *p;
+    const void *const *w;
+    int rows_per_task;
+} pack_job;
+
+static void pack_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const pack_job *j = ctx;
+    ci_packed *p = j->p;
+    int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > p->rows) r1 = p->rows;
+    const size_t rb = (size_t)p->nb * CI_Q8_BYTES;
+    for (int r = r0; r < r1; r++) {
+        int s = 0;
+        while (s + 1 < p->n_seg && r >= p->seg_start[s + 1]) s++;
+        const uint8_t *src = (const uint8_t *)j->w[s] + (size_t)(r - p->seg_start[s]) * rb;
+        uint8_t *q = p->q + (size_t)r * p->qstride;
+        uint16_t *d = p->d + (size_t)r * p->dstride;
+        memset(q, 0x80, p->qstride);
+        memset(d, 0, p->dstride * sizeof(uint16_t));
+        for (int b = 0; b < p->nb; b++) {
+            const uint8_t *blk = src + (size_t)b * CI_Q8_BYTES;
+            d[b] = ci_ld_u16(blk);
+            for (int k = 0; k < CI_QK; k++) q[(size_t)b * CI_QK + k] = (uint8_t)(blk[2 + k] ^ 0x80);
+        }
+    }
+}
+
+ci_packed *ci_pack_weights(int n_seg, const void *const *w, const int *rows, ci_wtype wt, int cols)
+{
+    if (wt != CI_WT_Q8_0 || n_seg < 1 || n_seg > CI_PK_MAX_SEG || cols <= 0 || cols % CI_QK) return NULL;
+    if (!pack_enabled()) return NULL;
+    int total = 0;
+    for (int s = 0; s < n_seg; s++) {
+        if (rows[s] <= 0 || (s + 1 < n_seg && rows[s] % 4)) return NULL;
+        total += rows[s];
+    }
+    ci_packed *p = ci_calloc(1, sizeof *p);
+    p->rows = total;
+    p->cols = cols;
+    p->nb = cols / CI_QK;
+    p->np = (p->nb + 1) / 2;
+    p->n_seg = n_seg;
+    for (int s = 0, r = 0; s <= n_seg; s++) {
+        p->seg_start[s] = r;
+        if (s < n_seg) r += rows[s];
+    }
+    p->qstride = (size_t)p->np * 64;
+    p->dstride = ((size_t)p->nb + 15) / 16 * 16;
+    size_t qbytes = p->qstride * (size_t)total, dbytes = p->dstride * sizeof(uint16_t) * (size_t)total;
+    p->bytes = qbytes + dbytes;
+    if (posix_memalign(&p->mem, 64, p->bytes) != 0) {
+        free(p);
+        return NULL;
+    }
+    p->q = p->mem;
+    p->d = (uint16_t *)((uint8_t *)p->mem + qbytes);
+    pack_job j = { .p = p, .w = w, .rows_per_task = 256 };
+    ci_parallel_for((total + 255) / 256, pack_task, &j);
+    return p;
+}
+
+void ci_packed_free(ci_packed *p)
+{
+    if (!p) return;
+    free(p->mem);
+    free(p);
+}
+
+size_t ci_packed_bytes(const ci_packed *p) { return p ? p->bytes : 0; }
+
+typedef struct pk_job {
+    ci_pk_args a;
+    const float *x;
+    size_t ldx;
+    int rows, rows_per_task, rows_per_prep_task;
+    uint8_t *xq8;       /* per prep task: one Q8_0 row */
+    size_t xq8_stride;
+} pk_job;
+
+static void pk_prep_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    pk_job *j = ctx;
+    const ci_packed *p = j->a.p;
+    int b0 = task * j->rows_per_prep_task, b1 = b0 + j->rows_per_prep_task;
+    if (b1 > j->a.batch) b1 = j->a.batch;
+    uint8_t *tmp = j->xq8 + (size_t)task * j->xq8_stride;
+    for (int b = b0; b < b1; b++) {
+        cur()->quantize_q8_0(tmp, j->x + (size_t)b * j->ldx, (size_t)p->cols);
+        ci_pk_prep_vnni((uint8_t *)j->a.xp + (size_t)b * j->a.xstride, tmp, p->nb);
+    }
+}
+
+static void pk_mm_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const pk_job *j = ctx;
+    int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > j->rows) r1 = j->rows;
+    if (r0 < r1) ci_pk_mm_vnni(&j->a, r0, r1);
+}
+
+void ci_matmul_packed(const ci_packed *p, float *const *y, const size_t *ldy, const float *x, size_t ldx, int batch)
+{
+    if (batch <= 0) return;
+    pk_job j = { .x = x, .ldx = ldx, .rows = p->rows };
+    j.a.p = p;
+    j.a.batch = batch;
+    for (int s = 0; s < p->n_seg; s++) {
+        j.a.y[s] = y[s];
+        j.a.ldy[s] = ldy[s];
+    }
+    int nthreads = ci_threadpool_threads();
+    j.a.xstride = (size_t)p->np * CI_PK_XPAIR;
+    int ptasks = batch >= 16 && nthreads > 1 ? nthreads : 1;
+    j.rows_per_prep_task = (batch + ptasks - 1) / ptasks;
+    ptasks = (batch + j.rows_per_prep_task - 1) / j.rows_per_prep_task;
+    j.xq8_stride = ((size_t)p->nb * CI_Q8_BYTES + 63) & ~(size_t)63;
+    uint8_t *buf = scratch_get(j.a.xstride * (size_t)batch + j.xq8_stride * (size_t)ptasks);
+    j.a.xp = buf;
+    j.xq8 = buf + j.a.xstride * (size_t)batch;
+    ci_parallel_for(ptasks, pk_prep_task, &j);
+
+    double work = (double)batch * p->rows * p->cols;
+    int ntasks = 1;
+    if (nthreads > 1 && work >= 65536.0) {
+        int quanta = (p->rows + MM_ROW_QUANTUM - 1) / MM_ROW_QUANTUM;
+        ntasks = nthreads * 4;
+        if (ntasks > quanta) ntasks = quanta;
+    }
+    int per = (p->rows + ntasks - 1) / ntasks;
+    per = (per + MM_ROW_QUANTUM - 1) / MM_ROW_QUANTUM * MM_ROW_QUANTUM;
+    j.rows_per_task = per;
+    ntasks = (p->rows + per - 1) / per;
+    ci_parallel_for(ntasks, pk_mm_task, &j);
+}

@@ -52,6 +52,7 @@ CI_AI __m512 ldw16u(int wt, const uint8_t *p)
 
 #define F_RW 4
 #define F_BX 4
+#define F_PF 16
 
 CI_AI void tile_f(int wt, int RW, int BX, const ci_mm_args *a, int r, int b)
 {
@@ -71,6 +72,10 @@ CI_AI void tile_f(int wt, int RW, int BX, const ci_mm_args *a, int r, int b)
     int k = 0;
     for (; k + 16 <= cols; k += 16) {
         __m512 wv[F_RW];
+        /* software prefetch F_PF rows further on (see kernels_packed.c):
+         * one core keeps too few misses in flight with the HW prefetcher */
+#pragma GCC unroll 4
+        for (int i = 0; i < RW; i++) _mm_prefetch((const char *)(wp[i] + F_PF * a->w_stride + (size_t)k * esz), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int i = 0; i < RW; i++) wv[i] = ldw16u(wt, wp[i] + (size_t)k * esz);
 #pragma GCC unroll 4

@@ -23,6 +23,37 @@ void ci_silu_mul_scalar(float *out, const float *gate, const float *up, int n);
 void ci_softmax_scalar(float *x, int n);
 void ci_quantize_q8_0_scalar(void *dst, const float *src, size_t n);
 
+/* ---- packed Q8_0 weights (kernels_packed.c, driver in kernels.c) ---- */
+
+#define CI_PK_XPAIR 192 /* prepared activation bytes per block pair */
+#define CI_PK_MAX_SEG 4
+
+struct ci_packed {
+    int rows, cols, nb, np;  /* nb blocks of 32 per row, np = ceil(nb/2) pairs */
+    int n_seg;
+    int seg_start[CI_PK_MAX_SEG + 1]; /* row where each segment starts; [n_seg] = rows */
+    size_t qstride;          /* bytes per row of q (np·64) */
+    size_t dstride;          /* fp16 scales per row of d (nb rounded up to 16) */
+    uint8_t *q;
+    uint16_t *d;
+    void *mem;
+    size_t bytes;
+};
+
+typedef struct ci_pk_args {
+    const ci_packed *p;
+    const uint8_t *xp;       /* prepared activations, xstride bytes per batch row */
+    size_t xstride;
+    int batch;
+    float *y[CI_PK_MAX_SEG];
+    size_t ldy[CI_PK_MAX_SEG];
+} ci_pk_args;
+
+/* x row (nb Q8_0 blocks) → np·CI_PK_XPAIR bytes at 64-aligned dst */
+void ci_pk_prep_vnni(uint8_t *dst, const uint8_t *xq8, int nb);
+/* all batch rows of packed rows [r0, r1) (r0 a multiple of 4) */
+void ci_pk_mm_vnni(const ci_pk_args *a, int r0, int r1);
+
 /* Unaligned-safe little loads: weights come from mmapped files at any
  * byte offset, so never dereference a cast pointer. */
 static inline uint16_t ci_ld_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }

@@ -1,14 +1,17 @@
 /*
  * threadpool.c — see threadpool.h.
  *
- * One job at a time: the caller publishes (fn, ctx, n_tasks), resets the
- * task counter and bumps `gen` (release). Workers notice the new generation
- * (spinning briefly, else sleeping on cv_work), grab tasks with an atomic
- * counter, then decrement `pending`. The caller runs tasks too, then waits
- * until every worker has decremented `pending`: that is what makes it safe
- * to overwrite the job fields for the next call (no worker still reads
- * them). Waking all workers per job is fine here: callers only fan out work
- * big enough to need them.
+ * One job at a time. The caller publishes (fn, ctx) and then one 64-bit
+ * ticket = (job generation, task count, next task) with a release store,
+ * and bumps `gen` to wake sleeping workers. Tasks are claimed by CAS on the
+ * ticket, so a claim can only succeed for the job that is current; the
+ * caller runs tasks too and returns once `done` reaches the task count.
+ * It never waits for a worker that has not claimed anything: on a loaded
+ * machine (other processes on the cores) a preempted worker costs nothing,
+ * the caller just runs its share. A worker that wakes late finds the ticket
+ * exhausted or belonging to a newer job and claims from that one. Job
+ * fields stay valid while any claimed task of the job is unfinished, which
+ * is exactly while the caller is still waiting.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -37,13 +40,15 @@ typedef struct pool {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
     atomic_uint gen;
-    atomic_int next;
-    atomic_int pending;
+    _Atomic unsigned long long ticket; /* TK_GEN | TK_N | TK_NEXT */
+    atomic_int done;                   /* tasks finished in the current job */
+    atomic_int caller_sleeping;
     atomic_int stop;
     /* current job: written by the caller before gen is bumped */
     void (*fn)(void *ctx, int task, int thread);
     void *ctx;
-    int n_tasks;
+    int task0; /* first task index of this chunk (jobs over TK_MAXN tasks run in chunks) */
+    unsigned job_gen;
 } pool;
 
 static pool g_pool = {
@@ -63,13 +68,31 @@ static atomic_int g_effective;
 
 typedef struct worker_arg { int index; unsigned gen0; } worker_arg;
 
+/* ticket layout: generation (24 bits) | task count (20) | next task (20) */
+#define TK_BITS 20
+#define TK_MAXN ((1 << TK_BITS) - 1)
+#define TK_MASK ((unsigned long long)TK_MAXN)
+
+/* Claims and runs tasks of whatever job is current until none is left. */
 static void run_tasks(pool *p, int thread)
 {
-    int n = p->n_tasks;
+    unsigned long long t = atomic_load_explicit(&p->ticket, memory_order_acquire);
     for (;;) {
-        int t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
-        if (t >= n) break;
-        p->fn(p->ctx, t, thread);
+        unsigned long long n = (t >> TK_BITS) & TK_MASK, next = t & TK_MASK;
+        if (next >= n) break;
+        if (!atomic_compare_exchange_weak_explicit(&p->ticket, &t, t + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* t reloaded */
+        p->fn(p->ctx, p->task0 + (int)next, thread);
+        /* seq_cst pairs with the caller's store of caller_sleeping then load
+         * of done: one of the two sides sees the other (no lost wake-up) */
+        int d = atomic_fetch_add(&p->done, 1) + 1;
+        if (d == (int)n && atomic_load(&p->caller_sleeping)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->cv_done);
+            pthread_mutex_unlock(&p->mu);
+        }
+        t = atomic_load_explicit(&p->ticket, memory_order_acquire);
     }
 }
 
@@ -95,11 +118,6 @@ static void *worker_main(void *argp)
         seen = g;
         if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
         run_tasks(p, arg.index);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->cv_done);
-            pthread_mutex_unlock(&p->mu);
-        }
     }
     return NULL;
 }
@@ -172,25 +190,33 @@ void ci_parallel_for(int n_tasks, void (*fn)(void *ctx, int task, int thread), v
     }
     p->fn = fn;
     p->ctx = ctx;
-    p->n_tasks = n_tasks;
-    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->nworkers, memory_order_relaxed);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&p->cv_work);
-    pthread_mutex_unlock(&p->mu);
-
-    t_in_task = 1;
-    run_tasks(p, 0);
-    t_in_task = 0;
-
-    for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++)
-        cpu_relax();
-    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+    for (int t0 = 0; t0 < n_tasks; t0 += TK_MAXN) {
+        int n = n_tasks - t0 < TK_MAXN ? n_tasks - t0 : TK_MAXN;
+        p->task0 = t0;
+        atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+        p->job_gen = (p->job_gen + 1) & 0xffffff;
+        atomic_store_explicit(&p->ticket,
+                              ((unsigned long long)p->job_gen << (2 * TK_BITS)) | ((unsigned long long)n << TK_BITS),
+                              memory_order_release);
         pthread_mutex_lock(&p->mu);
-        while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-            pthread_cond_wait(&p->cv_done, &p->mu);
+        atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+        pthread_cond_broadcast(&p->cv_work);
         pthread_mutex_unlock(&p->mu);
+
+        t_in_task = 1;
+        run_tasks(p, 0);
+        t_in_task = 0;
+
+        /* only tasks a worker has claimed and not finished are waited for */
+        for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&p->done, memory_order_acquire) < n; i++)
+            cpu_relax();
+        if (atomic_load_explicit(&p->done, memory_order_acquire) < n) {
+            pthread_mutex_lock(&p->mu);
+            atomic_store(&p->caller_sleeping, 1);
+            while (atomic_load(&p->done) < n) pthread_cond_wait(&p->cv_done, &p->mu);
+            atomic_store(&p->caller_sleeping, 0);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
     pthread_mutex_unlock(&g_busy);
 }

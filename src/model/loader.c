@@ -164,6 +164,29 @@ static int open_files(qwen3_checkpoint *ck, const char *path, cinfer_error *err)
     return rc;
 }
 
+/* Repacks the matrices for the selected kernels where they have a packed
+ * form (ci_pack_weights: Q8_0 on AVX512-VNNI today; CINFER_PACK=0 turns it
+ * off). q/k/v and gate/up become one product each. Results are bitwise the
+ * same as with the stored layout; a refused pack just keeps that layout. */
+static void pack_weights(qwen3_model *m) {
+    for (int l = 0; l < m->hp.n_layers; l++) {
+        qwen3_layer *L = &m->w.layers[l];
+        if (L->wq.type == L->wk.type && L->wk.type == L->wv.type) {
+            const void *w[3] = {L->wq.data, L->wk.data, L->wv.data};
+            int rows[3] = {L->wq.rows, L->wk.rows, L->wv.rows};
+            L->p_qkv = ci_pack_weights(3, w, rows, L->wq.type, L->wq.cols);
+        }
+        if (L->w_gate.type == L->w_up.type) {
+            const void *w[2] = {L->w_gate.data, L->w_up.data};
+            int rows[2] = {L->w_gate.rows, L->w_up.rows};
+            L->p_gate_up = ci_pack_weights(2, w, rows, L->w_gate.type, L->w_gate.cols);
+        }
+        L->p_o = ci_pack_weights(1, &L->wo.data, &L->wo.rows, L->wo.type, L->wo.cols);
+        L->p_down = ci_pack_weights(1, &L->w_down.data, &L->w_down.rows, L->w_down.type, L->w_down.cols);
+    }
+    m->w.p_output = ci_pack_weights(1, &m->w.output.data, &m->w.output.rows, m->w.output.type, m->w.output.cols);
+}
+
 int qwen3_checkpoint_open(const char *path, qwen3_checkpoint *ck, ci_load_progress progress, void *user,
                           cinfer_error *err) {
     *ck = (qwen3_checkpoint){0};
@@ -217,12 +240,23 @@ int qwen3_checkpoint_open(const char *path, qwen3_checkpoint *ck, ci_load_progre
         L->ffn_norm = ffn_norm;
         if (progress) progress(user, ++done, total);
     }
+    if (rc == CINFER_OK) pack_weights(&ck->model);
     if (rc == CINFER_OK && progress) progress(user, total, total);
     if (rc != CINFER_OK) qwen3_checkpoint_close(ck);
     return rc;
 }
 
 void qwen3_checkpoint_close(qwen3_checkpoint *ck) {
+    qwen3_weights *w = &ck->model.w;
+    if (w->layers)
+        for (int l = 0; l < ck->model.hp.n_layers; l++) {
+            qwen3_layer *L = &w->layers[l];
+            ci_packed_free(L->p_qkv);
+            ci_packed_free(L->p_o);
+            ci_packed_free(L->p_gate_up);
+            ci_packed_free(L->p_down);
+        }
+    ci_packed_free(w->p_output);
     if (ck->safetensors) ci_st_model_close(ck->safetensors);
     if (ck->gguf) ci_gguf_close(ck->gguf);
     free(ck->norms);

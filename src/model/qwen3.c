@@ -73,6 +73,16 @@ static void matmul(float *y, const float *x, int batch, const ci_weight *w) {
     ci_matmul(y, (size_t)w->rows, x, (size_t)w->cols, batch, w->data, w->type, w->rows, w->cols);
 }
 
+/* One product through the packed copy when there is one. */
+static void matmul1(float *y, const float *x, int batch, const ci_weight *w, const ci_packed *p) {
+    if (!p) {
+        matmul(y, x, batch, w);
+        return;
+    }
+    size_t ldy = (size_t)w->rows;
+    ci_matmul_packed(p, &y, &ldy, x, (size_t)w->cols, batch);
+}
+
 /* ---- per-token work, parallel over tokens ---- */
 
 typedef struct rows_job {
@@ -158,25 +168,28 @@ static void attention_task(void *ctx, int task, int thread) {
     float *scores = j->s->scores + (size_t)thread * j->s->max_context;
     float scale = 1.0f / sqrtf((float)d);
     int bs = kv->block_size;
+    /* the selected kernels, fetched once: ci_dot_f32_f16 & co. would do a
+     * pthread_once + indirect call per position (same functions, same bits) */
+    const ci_kernel_table *kt = ci_kernels_current();
 
     for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bs, bi++) {
         int n = n_pos - p0 < bs ? n_pos - p0 : bs;
         const void *kb = ci_kv_k_ptr(kv, j->layer, bt->blocks[bi], kvh);
         for (int t = 0; t < n; t++) {
-            float dot = kv->dtype == CI_KV_F32 ? ci_dot_f32(q, (const float *)kb + (size_t)t * d, d)
-                                               : ci_dot_f32_f16(q, (const uint16_t *)kb + (size_t)t * d, d);
+            float dot = kv->dtype == CI_KV_F32 ? kt->dot_f32(q, (const float *)kb + (size_t)t * d, d)
+                                               : kt->dot_f32_f16(q, (const uint16_t *)kb + (size_t)t * d, d);
             scores[p0 + t] = dot * scale;
         }
     }
-    ci_softmax(scores, n_pos);
+    kt->softmax(scores, n_pos);
     float *out = j->s->attn_out + ((size_t)i * hp->n_heads + h) * d;
     memset(out, 0, (size_t)d * sizeof(float));
     for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bs, bi++) {
         int n = n_pos - p0 < bs ? n_pos - p0 : bs;
         const void *vb = ci_kv_v_ptr(kv, j->layer, bt->blocks[bi], kvh);
         for (int t = 0; t < n; t++) {
-            if (kv->dtype == CI_KV_F32) ci_axpy_f32(out, scores[p0 + t], (const float *)vb + (size_t)t * d, d);
-            else ci_axpy_f32_f16(out, scores[p0 + t], (const uint16_t *)vb + (size_t)t * d, d);
+            if (kv->dtype == CI_KV_F32) kt->axpy_f32(out, scores[p0 + t], (const float *)vb + (size_t)t * d, d);
+            else kt->axpy_f32_f16(out, scores[p0 + t], (const uint16_t *)vb + (size_t)t * d, d);
         }
     }
 }
@@ -237,21 +250,33 @@ int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const q
 
         rj.norm_weight = L->attn_norm;
         ci_parallel_for(B, rmsnorm_rows_task, &rj);
-        matmul(s->q, s->xb, B, &L->wq);
-        matmul(s->k, s->xb, B, &L->wk);
-        matmul(s->v, s->xb, B, &L->wv);
+        if (L->p_qkv) {
+            float *ys[3] = {s->q, s->k, s->v};
+            size_t ldy[3] = {(size_t)L->wq.rows, (size_t)L->wk.rows, (size_t)L->wv.rows};
+            ci_matmul_packed(L->p_qkv, ys, ldy, s->xb, H, B);
+        } else {
+            matmul(s->q, s->xb, B, &L->wq);
+            matmul(s->k, s->xb, B, &L->wk);
+            matmul(s->v, s->xb, B, &L->wv);
+        }
         ci_parallel_for(B, qk_rope_store_task, &rj);
         ci_parallel_for(B, store_kv_task, &aj);
         ci_parallel_for(B * hp->n_heads, attention_task, &aj);
-        matmul(s->xb, s->attn_out, B, &L->wo);
+        matmul1(s->xb, s->attn_out, B, &L->wo, L->p_o);
         ci_parallel_for(B, residual_task, &rj);
 
         rj.norm_weight = L->ffn_norm;
         ci_parallel_for(B, rmsnorm_rows_task, &rj);
-        matmul(s->gate, s->xb, B, &L->w_gate);
-        matmul(s->up, s->xb, B, &L->w_up);
+        if (L->p_gate_up) {
+            float *ys[2] = {s->gate, s->up};
+            size_t ldy[2] = {(size_t)L->w_gate.rows, (size_t)L->w_up.rows};
+            ci_matmul_packed(L->p_gate_up, ys, ldy, s->xb, H, B);
+        } else {
+            matmul(s->gate, s->xb, B, &L->w_gate);
+            matmul(s->up, s->xb, B, &L->w_up);
+        }
         ci_parallel_for(B, swiglu_task, &rj);
-        matmul(s->xb, s->gate, B, &L->w_down);
+        matmul1(s->xb, s->gate, B, &L->w_down, L->p_down);
         ci_parallel_for(B, residual_task, &rj);
     }
 
@@ -262,6 +287,6 @@ int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const q
         ci_rmsnorm(s->xb + (size_t)n_out * H, s->x + (size_t)i * H, m->w.output_norm, (int)H, hp->rms_eps);
         s->logit_rows[n_out++] = i;
     }
-    if (n_out > 0) matmul(logits, s->xb, n_out, &m->w.output);
+    if (n_out > 0) matmul1(logits, s->xb, n_out, &m->w.output, m->w.p_output);
     return n_out;
 }

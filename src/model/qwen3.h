@@ -56,6 +56,13 @@ typedef struct qwen3_layer {
     ci_weight w_gate;         /* [I, H] */
     ci_weight w_up;           /* [I, H] */
     ci_weight w_down;         /* [H, I] */
+    /* Copies repacked at load for the selected kernels (ci_pack_weights),
+     * or NULL: then the ci_weights above are used. Results are bitwise the
+     * same either way. Owned by whoever filled them (the loader). */
+    ci_packed *p_qkv;         /* wq | wk | wv as one product */
+    ci_packed *p_o;
+    ci_packed *p_gate_up;     /* w_gate | w_up as one product */
+    ci_packed *p_down;
 } qwen3_layer;
 
 typedef struct qwen3_weights {
@@ -63,6 +70,7 @@ typedef struct qwen3_weights {
     ci_weight output;         /* [V, H]; equals tok_embd when tied and not stored */
     const float *output_norm; /* [H] */
     qwen3_layer *layers;      /* [n_layers] */
+    ci_packed *p_output;      /* repacked output, or NULL (see qwen3_layer) */
 } qwen3_weights;
 
 /* One forward call's input. Token i belongs to sequence seq[i] (an index

@@ -587,6 +587,64 @@ static void test_dispatch_scalar(void)
     CHECK(ci_dot_f32(a, b, 37) == ci_kernels_get(CI_KV_SCALAR)->dot_f32(a, b, 37));
 }
 
+/* ---- packed Q8_0 weights: bitwise equal to ci_matmul on each segment ---- */
+
+static void test_packed(void)
+{
+    static const int cols_list[] = { 32, 32 * 9, 32 * 33, 32 * 4, 32 * 17 };
+    static const int seg_list[][3] = { { 7, 0, 0 }, { 8, 4, 5 }, { 12, 37, 0 }, { 4, 4, 4 } };
+    static const int batches[] = { 1, 3, 17 };
+    const ci_kernel_table *t = ci_kernels_get(CI_KV_AVX512_VNNI);
+    int any = 0;
+    for (int ci = 0; ci < 5; ci++)
+        for (int si = 0; si < 4; si++)
+            for (int bi = 0; bi < 3; bi++) {
+                const int cols = cols_list[ci], batch = batches[bi];
+                int nseg = 0, rows[3];
+                wmat m[3];
+                const void *w[3];
+                for (int s = 0; s < 3 && seg_list[si][s]; s++) {
+                    rows[s] = seg_list[si][s];
+                    m[s] = make_w(CI_WT_Q8_0, rows[s], cols);
+                    w[s] = m[s].w;
+                    nseg++;
+                }
+                ci_threadpool_set_threads(si % 2 ? 1 : 2);
+                ci_packed *p = ci_pack_weights(nseg, w, rows, CI_WT_Q8_0, cols);
+                if (p) {
+                    any = 1;
+                    CHECK(t != NULL);
+                    float *x = malloc(sizeof(float) * (size_t)batch * (cols + 3));
+                    fill(x, (size_t)batch * (cols + 3), 1.0f);
+                    float *y[3], *yr = malloc(sizeof(float) * (size_t)batch * 64);
+                    size_t ldy[3];
+                    for (int s = 0; s < nseg; s++) {
+                        ldy[s] = (size_t)rows[s] + s;
+                        y[s] = malloc(sizeof(float) * ldy[s] * (size_t)batch);
+                    }
+                    ci_matmul_packed(p, y, ldy, x, (size_t)cols + 3, batch);
+                    for (int s = 0; s < nseg; s++) {
+                        ci_matmul_with(t, yr, (size_t)rows[s], x, (size_t)cols + 3, batch, w[s], CI_WT_Q8_0, rows[s], cols);
+                        int diff = 0;
+                        for (int b = 0; b < batch; b++)
+                            diff += memcmp(yr + (size_t)b * rows[s], y[s] + (size_t)b * ldy[s], sizeof(float) * rows[s]) != 0;
+                        CHECK_MSG(diff == 0, "packed q8_0 cols=%d seg %d/%d batch=%d differs from ci_matmul in %d rows",
+                                  cols, s, nseg, batch, diff);
+                        free(y[s]);
+                    }
+                    free(x); free(yr);
+                    ci_packed_free(p);
+                } else {
+                    const int vnni_cur = ci_kernels_current() == t || ci_kernels_current() == ci_kernels_get(CI_KV_AVX512_BF16);
+                    const char *pe = getenv("CINFER_PACK");
+                    CHECK_MSG(!vnni_cur || (pe && !strcmp(pe, "0")), "pack refused with VNNI kernels selected");
+                }
+                for (int s = 0; s < nseg; s++) free_w(&m[s]);
+            }
+    ci_threadpool_set_threads(0);
+    fprintf(stderr, "packed q8_0: %s\n", any ? "tested" : "not available on this CPU (skipped)");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--dispatch-scalar")) {
@@ -599,6 +657,7 @@ int main(int argc, char **argv)
     test_rope();
     test_rows();
     test_matmul();
+    test_packed();
     ci_threadpool_shutdown();
     TEST_MAIN_END();
 }
