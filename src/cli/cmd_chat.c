@@ -122,23 +122,9 @@ int cmd_chat(int argc, char **argv) {
     }
     if (!model_path == !ro.base_url) return cli_usage_error("chat", "give either MODEL or --remote URL");
 
+    cinfer_model *m = cli_open_model("chat", model_path, &ro, &ga, &interrupted);
+    if (!m) return 1;
     cinfer_error err = {0};
-    cinfer_model *m;
-    if (ro.base_url) {
-        ro.cancel = &interrupted;
-        m = cinfer_model_open_remote(&ro, &err);
-    } else {
-        cinfer_model_options mo;
-        cinfer_model_options_init(&mo);
-        mo.n_threads = ga.n_threads;
-        mo.max_model_len = ga.ctx_size;
-        mo.show_progress = true;
-        m = cinfer_model_load(model_path, &mo, &err);
-    }
-    if (!m) {
-        fprintf(stderr, "cinfer chat: %s\n", err.message);
-        return 1;
-    }
     bool tty_in = isatty(STDIN_FILENO);
     printer pr = {.tty = isatty(STDOUT_FILENO)};
     ga.gen.on_delta = print_delta;

@@ -149,23 +149,9 @@ int cmd_run(int argc, char **argv) {
     if (!prompt) return cli_usage_error("run", "-p TEXT is required");
     if (top_logprobs && !json) return cli_usage_error("run", "--top-logprobs needs --json");
 
+    cinfer_model *m = cli_open_model("run", model_path, &ro, &ga, &interrupted);
+    if (!m) return 1;
     cinfer_error err = {0};
-    cinfer_model *m;
-    if (ro.base_url) {
-        ro.cancel = &interrupted;
-        m = cinfer_model_open_remote(&ro, &err);
-    } else {
-        cinfer_model_options mo;
-        cinfer_model_options_init(&mo);
-        mo.n_threads = ga.n_threads;
-        mo.max_model_len = ga.ctx_size;
-        mo.show_progress = true;
-        m = cinfer_model_load(model_path, &mo, &err);
-    }
-    if (!m) {
-        fprintf(stderr, "cinfer run: %s\n", err.message);
-        return 1;
-    }
     stream_state ss = {.tty = isatty(STDOUT_FILENO)};
     ga.gen.top_logprobs = (int)top_logprobs;
     if (!json) {

@@ -112,3 +112,22 @@ int remote_args_parse(cinfer_remote_options *ro, const char *cmd, int argc, char
     }
     return 1;
 }
+
+cinfer_model *cli_open_model(const char *cmd, const char *path, cinfer_remote_options *ro, const gen_args *ga,
+                             const volatile sig_atomic_t *cancel) {
+    cinfer_error err = {0};
+    cinfer_model *m;
+    if (ro->base_url) {
+        ro->cancel = cancel;
+        m = cinfer_model_open_remote(ro, &err);
+    } else {
+        cinfer_model_options mo;
+        cinfer_model_options_init(&mo);
+        mo.n_threads = ga->n_threads;
+        mo.max_model_len = ga->ctx_size;
+        mo.show_progress = true;
+        m = cinfer_model_load(path, &mo, &err);
+    }
+    if (!m) fprintf(stderr, "cinfer %s: %s\n", cmd, err.message);
+    return m;
+}

@@ -5,6 +5,8 @@
 #ifndef CINFER_CLI_GEN_ARGS_H
 #define CINFER_CLI_GEN_ARGS_H
 
+#include <signal.h>
+
 #include "cinfer.h"
 
 #define GEN_ARGS_MAX_STOP 16
@@ -28,5 +30,12 @@ extern const char GEN_ARGS_HELP[];
  * --timeout S, -v/--verbose. Same return convention as gen_args_parse. */
 int remote_args_parse(cinfer_remote_options *ro, const char *cmd, int argc, char **argv, int *i);
 extern const char REMOTE_ARGS_HELP[];
+
+/* Opens the model a command line names: the remote endpoint when --remote
+ * was given (cancel: polled while a request runs), else the local checkpoint
+ * at `path` with the generation flags' threads and context size. Prints the
+ * error as "cinfer CMD: ..." and returns NULL on failure. */
+cinfer_model *cli_open_model(const char *cmd, const char *path, cinfer_remote_options *ro, const gen_args *ga,
+                             const volatile sig_atomic_t *cancel);
 
 #endif

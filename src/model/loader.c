@@ -138,6 +138,8 @@ static int hparams_from_config(const ci_model_config *c, const char *name, qwen3
 }
 
 static int open_files(qwen3_checkpoint *ck, const char *path, cinfer_error *err) {
+    if (!ci_is_directory(path) && !ci_file_exists(path))
+        return ci_error(err, CINFER_ERR_IO, "%s: no such model folder or file", path);
     size_t n = strlen(path);
     ck->is_gguf = n >= 5 && strcmp(path + n - 5, ".gguf") == 0;
     if (ck->is_gguf) {
