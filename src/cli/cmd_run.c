@@ -179,6 +179,7 @@ int cmd_run(int argc, char **argv) {
         if (ss.in_thinking) fputs(ss.tty ? "\n</think>\033[0m\n" : "\n</think>\n", stdout);
         fputc('\n', stdout);
     }
+    fflush(stdout); /* the answer first, then the numbers on stderr */
     if (stats) {
         /* The first token comes out of the prefill pass; the rest are decode steps. */
         int decoded = r.n_tokens > 1 ? r.n_tokens - 1 : 0;
