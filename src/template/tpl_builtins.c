@@ -194,6 +194,16 @@ static bool sub_range(tpl_render *r, tv *s, tv *start_v, tv *end_v, size_t *b0, 
     return true;
 }
 
+
+/* Reverses a list's items in place. */
+static void reverse_in_place(tv *list) {
+    for (size_t i = 0, j = list->u.list.len; i + 1 < j; i++, j--) {
+        tv *t = list->u.list.items[i];
+        list->u.list.items[i] = list->u.list.items[j - 1];
+        list->u.list.items[j - 1] = t;
+    }
+}
+
 static tv *split_impl(tpl_render *r, tv *s, tv *sep, int64_t maxsplit, bool from_right) {
     const char *p = s->u.str.s;
     size_t len = s->u.str.len;
@@ -251,12 +261,7 @@ static tv *split_impl(tpl_render *r, tv *s, tv *sep, int64_t maxsplit, bool from
                 end = start;
                 splits++;
             }
-            /* reverse into reading order */
-            for (size_t i = 0, j = out->u.list.len; i + 1 < j; i++, j--) {
-                tv *t = out->u.list.items[i];
-                out->u.list.items[i] = out->u.list.items[j - 1];
-                out->u.list.items[j - 1] = t;
-            }
+            reverse_in_place(out); /* rsplit collected from the right */
         }
         return out;
     }
@@ -304,11 +309,7 @@ static tv *split_impl(tpl_render *r, tv *s, tv *sep, int64_t maxsplit, bool from
         end = at;
         splits++;
     }
-    for (size_t i = 0, j = out->u.list.len; i + 1 < j; i++, j--) {
-        tv *t = out->u.list.items[i];
-        out->u.list.items[i] = out->u.list.items[j - 1];
-        out->u.list.items[j - 1] = t;
-    }
+    reverse_in_place(out); /* rsplit collected from the right */
     return out;
 }
 
