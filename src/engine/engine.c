@@ -74,15 +74,8 @@ static ci_sampling_params defaults_from_generation_config(const qwen3_checkpoint
  * and tokenizer_config.json / chat_template.jinja beside an HF checkpoint,
  * tokenizer.ggml.* and tokenizer.chat_template inside a GGUF. */
 static int load_tokenizer_and_template(cinfer_model *m, const char *path, cinfer_error *err) {
-    char *source = NULL; /* what the tokenizer and template loaders are given */
-    if (m->ck.is_gguf) {
-        source = ci_strdup(path);
-    } else if (ci_is_directory(path)) {
-        source = ci_strdup(path);
-    } else {
-        const char *slash = strrchr(path, '/');
-        source = slash ? ci_strndup(path, (size_t)(slash - path)) : ci_strdup(".");
-    }
+    /* What the tokenizer and template loaders are given: the GGUF file, or the HF folder. */
+    char *source = m->ck.is_gguf ? ci_strdup(path) : ci_path_folder(path);
     int rc = CINFER_OK;
     m->tok = m->ck.is_gguf ? ci_tok_load_gguf(m->ck.gguf, path, err) : cinfer_tokenizer_load(source, err);
     if (!m->tok) rc = err ? err->code : CINFER_ERR_FORMAT;

@@ -147,11 +147,7 @@ static int open_files(qwen3_checkpoint *ck, const char *path, cinfer_error *err)
         return ci_model_config_from_gguf(ck->gguf, &ck->config, err);
     }
     /* A folder, or a .safetensors / index file whose folder holds config.json. */
-    char *dir = ci_is_directory(path) ? ci_strdup(path) : NULL;
-    if (!dir) {
-        const char *slash = strrchr(path, '/');
-        dir = slash ? ci_strndup(path, (size_t)(slash - path)) : ci_strdup(".");
-    }
+    char *dir = ci_path_folder(path);
     int rc = ci_model_config_load(dir, &ck->config, err);
     if (rc == CINFER_OK) {
         char *gen_path = ci_path_join(dir, "generation_config.json");

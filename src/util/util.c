@@ -218,6 +218,13 @@ bool ci_file_exists(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+char *ci_path_folder(const char *path) {
+    if (ci_is_directory(path)) return ci_strdup(path);
+    const char *slash = strrchr(path, '/');
+    if (!slash) return ci_strdup(".");
+    return slash == path ? ci_strdup("/") : ci_strndup(path, (size_t)(slash - path));
+}
+
 char *ci_path_join(const char *dir, const char *name) {
     ci_buf b = {0};
     ci_buf_puts(&b, dir);

@@ -73,6 +73,9 @@ void ci_unmap_file(ci_mapped_file *mf);
 
 bool ci_is_directory(const char *path);
 bool ci_file_exists(const char *path);
+/* The folder a path stands for: the path itself when it is a directory,
+ * else the folder holding the file ("." for a bare name). Caller frees. */
+char *ci_path_folder(const char *path);
 /* Joins dir and name with one '/'; caller frees. */
 char *ci_path_join(const char *dir, const char *name);
 
