@@ -4,8 +4,11 @@
  * splitting rows over the thread pool). The arithmetic lives in
  * kernels_scalar.c / kernels_avx2.c / kernels_avx512.c.
  */
+#include <cpuid.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +251,26 @@ static ci_kernel_table g_tables[CI_KV_COUNT];
 static int g_have[CI_KV_COUNT];
 static const ci_kernel_table *g_cur;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_amx_int8, g_amx_bf16; /* usable and selected (cap allows it) */
+
+/* AMX: the CPU reports the tile features (CPUID.7.0:EDX bits 24 tile,
+ * 25 int8, 22 bf16), the OS enables the tile state in XCR0 (bits 17, 18),
+ * and Linux grants this process the right to use the 8 KiB tile data
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without the last
+ * step the first tile instruction faults. Returns a bit mask: 1 int8, 2 bf16. */
+static int amx_detect(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!(d & (1u << 24))) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* OSXSAVE */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return 0;
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0) return 0;
+    __get_cpuid_count(7, 0, &a, &b, &c, &d);
+    return ((d >> 25) & 1 ? 1 : 0) | ((d >> 22) & 1 ? 2 : 0);
+}
 
 static void init_once(void)
 {
@@ -270,13 +293,21 @@ static void init_once(void)
     if (vnni512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512_VNNI], 1, 0); g_have[CI_KV_AVX512_VNNI] = 1; }
     if (bf16) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512_BF16], 1, 1); g_have[CI_KV_AVX512_BF16] = 1; }
 
-    int cap = 2;
+    int cap = 3;
     const char *env = getenv("CINFER_CPU");
     if (env && *env) {
         if (!strcmp(env, "scalar")) cap = 0;
         else if (!strcmp(env, "avx2")) cap = 1;
         else if (!strcmp(env, "avx512")) cap = 2;
-        else fprintf(stderr, "cinfer: ignoring CINFER_CPU=%s (scalar|avx2|avx512)\n", env);
+        else if (!strcmp(env, "amx")) cap = 3;
+        else fprintf(stderr, "cinfer: ignoring CINFER_CPU=%s (scalar|avx2|avx512|amx)\n", env);
+    }
+    /* AMX kernels work on packed weights and need the AVX-512 table beside
+     * them for everything else. */
+    if (cap >= 3 && vnni512) {
+        int amx = amx_detect();
+        g_amx_int8 = amx & 1;
+        g_amx_bf16 = (amx & 2) && bf16;
     }
     const char *bf = getenv("CINFER_BF16");
     int fast_bf16 = bf && !strcmp(bf, "fast");
@@ -291,6 +322,18 @@ static void init_once(void)
 }
 
 void ci_kernels_init(void) { pthread_once(&g_once, init_once); }
+
+int ci_amx_int8_usable(void)
+{
+    pthread_once(&g_once, init_once);
+    return g_amx_int8;
+}
+
+int ci_amx_bf16_usable(void)
+{
+    pthread_once(&g_once, init_once);
+    return g_amx_bf16;
+}
 
 static inline const ci_kernel_table *cur(void)
 {
@@ -514,6 +557,7 @@ static void pack_task(void *ctx, int task, int thread)
 
 ci_packed *ci_pack_weights(int n_seg, const void *const *w, const int *rows, ci_wtype wt, int cols)
 {
+    if (wt == CI_WT_BF16) return ci_pack_weights_bf16(n_seg, w, rows, cols);
     if (wt != CI_WT_Q8_0 || n_seg < 1 || n_seg > CI_PK_MAX_SEG || cols <= 0 || cols % CI_QK) return NULL;
     if (!pack_enabled()) return NULL;
     int total = 0;
@@ -522,6 +566,7 @@ ci_packed *ci_pack_weights(int n_seg, const void *const *w, const int *rows, ci_
         total += rows[s];
     }
     ci_packed *p = ci_calloc(1, sizeof *p);
+    p->wt = CI_WT_Q8_0;
     p->rows = total;
     p->cols = cols;
     p->nb = cols / CI_QK;
@@ -590,6 +635,10 @@ static void pk_mm_task(void *ctx, int task, int thread)
 void ci_matmul_packed(const ci_packed *p, float *const *y, const size_t *ldy, const float *x, size_t ldx, int batch)
 {
     if (batch <= 0) return;
+    if (p->wt == CI_WT_BF16) {
+        ci_matmul_packed_bf16(p, y, ldy, x, ldx, batch);
+        return;
+    }
     pk_job j = { .x = x, .ldx = ldx, .rows = p->rows };
     j.a.p = p;
     j.a.batch = batch;

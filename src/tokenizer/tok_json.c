@@ -107,7 +107,7 @@ static int load_pretokenizer_one(ci_tok_builder *b, json_t *p, const char *ctx, 
     const char *type = type_of(p);
     if (!type) return ci_error(err, CINFER_ERR_FORMAT, "%s has no \"type\"", ctx);
     if (strcmp(type, "ByteLevel") == 0) {
-        bool add_prefix_space, use_regex;
+        bool add_prefix_space = true, use_regex = true;
         if (get_bool(p, "add_prefix_space", true, &add_prefix_space, ctx, err) ||
             get_bool(p, "use_regex", true, &use_regex, ctx, err))
             return CINFER_ERR_FORMAT;
@@ -122,7 +122,7 @@ static int load_pretokenizer_one(ci_tok_builder *b, json_t *p, const char *ctx, 
         if (!behavior_name || parse_behavior(behavior_name, &behavior) != 0)
             return ci_error(err, CINFER_ERR_FORMAT, "%s.behavior \"%s\" is not a known split behavior", ctx,
                             behavior_name ? behavior_name : "(missing)");
-        bool invert;
+        bool invert = false;
         if (get_bool(p, "invert", false, &invert, ctx, err)) return CINFER_ERR_FORMAT;
         const char *rx, *lit;
         size_t rx_len, lit_len;
@@ -197,7 +197,7 @@ static int load_model(ci_tok_builder *b, json_t *m, cinfer_error *err) {
     if (s && *s) return ci_error(err, CINFER_ERR_FORMAT, "model.continuing_subword_prefix is not supported");
     if (get_string(m, "end_of_word_suffix", &s, NULL, "model", err)) return CINFER_ERR_FORMAT;
     if (s && *s) return ci_error(err, CINFER_ERR_FORMAT, "model.end_of_word_suffix is not supported");
-    bool byte_fallback, ignore_merges, fuse_unk;
+    bool byte_fallback = false, ignore_merges = false, fuse_unk = false;
     if (get_bool(m, "byte_fallback", false, &byte_fallback, "model", err) ||
         get_bool(m, "ignore_merges", false, &ignore_merges, "model", err) ||
         get_bool(m, "fuse_unk", false, &fuse_unk, "model", err))
