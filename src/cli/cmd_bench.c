@@ -6,6 +6,9 @@
  *       last one only, as llama-bench's prompt test), tokens/s = P / time.
  *   tg: N single-token decode steps from an empty cache (positions 0..N-1,
  *       logits every step), tokens/s = N / time.
+ *   tg with -b S: S sequences decode together, one token each per step (one
+ *       forward of S tokens, logits for all), as a server's batched decode;
+ *       tokens/s = S·N / time, the aggregate (llama-batched-bench's S_TG).
  *
  * Each test runs REPS times after one untimed warm-up; the median is
  * reported (min/max beside it). Tokens are pseudo-random ids, fixed by seed,
@@ -33,6 +36,7 @@ static void usage(FILE *out) {
             "  -n, --n-gen N      decode steps of one token (default 128; 0 skips tg)\n"
             "  -t, --threads N    threads (default: CINFER_THREADS or all CPUs)\n"
             "  -r, --repetitions N  timed runs per test; the median is reported (default 5)\n"
+            "  -b, --batch S      sequences decoding together in tg; aggregate t/s (default 1)\n"
             "  --json             print one JSON object instead of a table\n");
 }
 
@@ -45,36 +49,40 @@ typedef struct bench_ctx {
     qwen3_checkpoint ck;
     qwen3_state st;
     ci_kv_cache kv;
-    int32_t *blocks;
-    int n_blocks;
+    int32_t *blocks;      /* n_seqs block tables of n_blocks each */
+    int n_blocks, n_seqs;
+    ci_block_table *tables;
     int32_t *tokens, *pos, *seq;
     bool *want;
     float *logits;
 } bench_ctx;
 
-/* positions [0, n) through forward calls of `chunk` tokens (chunk = n for
- * pp, 1 for tg). Returns seconds, or < 0 on error. */
-static double run_test(bench_ctx *c, int n, int chunk, unsigned seed, cinfer_error *err) {
+/* One sequence: positions [0, n) through forward calls of `chunk` tokens
+ * (chunk = n for pp, 1 for tg), logits for the last token of each call.
+ * n_seqs > 1 (tg only): every call holds one token of each sequence, all at
+ * the same position, logits for all. Returns seconds, or < 0 on error. */
+static double run_test(bench_ctx *c, int n, int chunk, int n_seqs, unsigned seed, cinfer_error *err) {
     int V = c->ck.model.hp.vocab;
     unsigned s = seed * 2654435761u + 12345u;
-    for (int i = 0; i < n; i++) {
+    int per_call = n_seqs > 1 ? n_seqs : chunk;
+    int total = n_seqs > 1 ? n * n_seqs : n;
+    for (int i = 0; i < total; i++) {
         s = s * 1103515245u + 12345u;
         c->tokens[i] = (int32_t)((s >> 8) % (unsigned)V);
-        c->pos[i] = i;
-        c->seq[i] = 0;
+        c->pos[i] = n_seqs > 1 ? i / n_seqs : i;
+        c->seq[i] = n_seqs > 1 ? i % n_seqs : 0;
     }
-    ci_block_table bt = {.blocks = c->blocks, .n_blocks = c->n_blocks};
     double t0 = ci_now_seconds();
-    for (int i = 0; i < n; i += chunk) {
-        int m = n - i < chunk ? n - i : chunk;
-        for (int j = 0; j < m; j++) c->want[j] = j == m - 1;
+    for (int i = 0; i < total; i += per_call) {
+        int m = total - i < per_call ? total - i : per_call;
+        for (int j = 0; j < m; j++) c->want[j] = n_seqs > 1 || j == m - 1;
         qwen3_batch b = {.n_tokens = m,
                          .tokens = c->tokens + i,
                          .pos = c->pos + i,
                          .seq = c->seq + i,
                          .want_logits = c->want,
-                         .n_seqs = 1,
-                         .seq_blocks = &bt};
+                         .n_seqs = n_seqs,
+                         .seq_blocks = c->tables};
         if (qwen3_forward(&c->ck.model, &c->st, &c->kv, &b, c->logits, err) < 0) return -1.0;
     }
     return ci_now_seconds() - t0;
@@ -82,18 +90,19 @@ static double run_test(bench_ctx *c, int n, int chunk, unsigned seed, cinfer_err
 
 typedef struct result { double med, lo, hi; } result;
 
-static int bench_one(bench_ctx *c, int n, int chunk, int reps, result *out, cinfer_error *err) {
+static int bench_one(bench_ctx *c, int n, int chunk, int n_seqs, int reps, result *out, cinfer_error *err) {
     double *t = ci_malloc((size_t)reps * sizeof(double));
-    if (run_test(c, n, chunk, 999, err) < 0) { free(t); return -1; } /* warm-up */
+    if (run_test(c, n, chunk, n_seqs, 999, err) < 0) { free(t); return -1; } /* warm-up */
     for (int r = 0; r < reps; r++) {
-        t[r] = run_test(c, n, chunk, (unsigned)r, err);
+        t[r] = run_test(c, n, chunk, n_seqs, (unsigned)r, err);
         if (t[r] < 0) { free(t); return -1; }
     }
     qsort(t, (size_t)reps, sizeof(double), cmp_double);
     double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-    out->med = n / med;
-    out->lo = n / t[reps - 1];
-    out->hi = n / t[0];
+    double tokens = (double)n * n_seqs;
+    out->med = tokens / med;
+    out->lo = tokens / t[reps - 1];
+    out->hi = tokens / t[0];
     free(t);
     return 0;
 }
@@ -108,7 +117,7 @@ static bool parse_int(const char *s, int lo, int *out) {
 
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL;
-    int n_prompt = 512, n_gen = 128, threads = 0, reps = 5;
+    int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, n_seqs = 1;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -118,6 +127,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) dst = &n_gen;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { dst = &threads; lo = 1; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) { dst = &reps; lo = 1; }
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) { dst = &n_seqs; lo = 1; }
         else if (!strcmp(a, "--json")) { json = true; continue; }
         else if (a[0] == '-') return cli_usage_error(CMD, "unknown option '%s'", a);
         else if (!path) { path = a; continue; }
@@ -128,6 +138,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!path) { usage(stderr); return 2; }
     if (n_prompt == 0 && n_gen == 0) return cli_usage_error(CMD, "nothing to do (-p 0 -n 0)");
+    if (n_seqs > 256) return cli_usage_error(CMD, "-b %d: at most 256 sequences", n_seqs);
 
     if (threads > 0) ci_threadpool_set_threads(threads);
     threads = ci_threadpool_threads();
@@ -143,41 +154,45 @@ int cmd_bench(int argc, char **argv) {
     double load_s = ci_now_seconds() - tl;
     const qwen3_hparams *hp = &c.ck.model.hp;
     int ctx = n_prompt > n_gen ? n_prompt : n_gen;
-    int max_batch = n_prompt > 1 ? n_prompt : 1;
+    int max_batch = n_prompt > n_seqs ? n_prompt : n_seqs;
     c.n_blocks = (ctx + BLOCK - 1) / BLOCK;
+    c.n_seqs = n_seqs;
+    size_t n_tokens = (size_t)ctx > (size_t)n_gen * (size_t)n_seqs ? (size_t)ctx : (size_t)n_gen * (size_t)n_seqs;
     int rc = 1;
     if (qwen3_state_init(&c.st, hp, max_batch, ctx, &err) != CINFER_OK ||
-        ci_kv_cache_init(&c.kv, hp->n_layers, hp->n_kv_heads, hp->head_dim, BLOCK, c.n_blocks, CI_KV_F16, &err) !=
+        ci_kv_cache_init(&c.kv, hp->n_layers, hp->n_kv_heads, hp->head_dim, BLOCK, c.n_blocks * n_seqs, CI_KV_F16, &err) !=
             CINFER_OK) {
         fprintf(stderr, "cinfer " CMD ": %s\n", err.message);
         goto out;
     }
-    c.blocks = ci_malloc((size_t)c.n_blocks * sizeof(int32_t));
-    for (int i = 0; i < c.n_blocks; i++) c.blocks[i] = ci_kv_alloc_block(&c.kv);
-    c.tokens = ci_malloc((size_t)ctx * sizeof(int32_t));
-    c.pos = ci_malloc((size_t)ctx * sizeof(int32_t));
-    c.seq = ci_malloc((size_t)ctx * sizeof(int32_t));
+    c.blocks = ci_malloc((size_t)c.n_blocks * n_seqs * sizeof(int32_t));
+    c.tables = ci_malloc((size_t)n_seqs * sizeof(ci_block_table));
+    for (int i = 0; i < c.n_blocks * n_seqs; i++) c.blocks[i] = ci_kv_alloc_block(&c.kv);
+    for (int q = 0; q < n_seqs; q++) c.tables[q] = (ci_block_table){.blocks = c.blocks + (size_t)q * c.n_blocks, .n_blocks = c.n_blocks};
+    c.tokens = ci_malloc(n_tokens * sizeof(int32_t));
+    c.pos = ci_malloc(n_tokens * sizeof(int32_t));
+    c.seq = ci_malloc(n_tokens * sizeof(int32_t));
     c.want = ci_malloc((size_t)max_batch * sizeof(bool));
-    c.logits = ci_malloc((size_t)hp->vocab * sizeof(float));
+    c.logits = ci_malloc((size_t)hp->vocab * (size_t)n_seqs * sizeof(float));
 
     ci_wtype wt = c.ck.model.w.layers[0].wq.type;
     result pp = {0}, tg = {0};
     if (!json)
         fprintf(stderr, "cinfer bench: %s (%s, %d layers, hidden %d), kernels %s, %d threads, %d reps (load %.2f s)\n",
                 path, ci_wtype_name(wt), hp->n_layers, hp->hidden, ci_kernels_describe(), threads, reps, load_s);
-    if (n_prompt > 0 && bench_one(&c, n_prompt, n_prompt, reps, &pp, &err) != 0) {
+    if (n_prompt > 0 && bench_one(&c, n_prompt, n_prompt, 1, reps, &pp, &err) != 0) {
         fprintf(stderr, "cinfer " CMD ": %s\n", err.message);
         goto out;
     }
-    if (n_gen > 0 && bench_one(&c, n_gen, 1, reps, &tg, &err) != 0) {
+    if (n_gen > 0 && bench_one(&c, n_gen, 1, n_seqs, reps, &tg, &err) != 0) {
         fprintf(stderr, "cinfer " CMD ": %s\n", err.message);
         goto out;
     }
     if (json) {
         printf("{\"model\":\"%s\",\"type\":\"%s\",\"kernels\":\"%s\",\"threads\":%d,\"reps\":%d,"
-               "\"n_prompt\":%d,\"n_gen\":%d,\"pp_tps\":%.3f,\"pp_min\":%.3f,\"pp_max\":%.3f,"
+               "\"n_prompt\":%d,\"n_gen\":%d,\"batch\":%d,\"pp_tps\":%.3f,\"pp_min\":%.3f,\"pp_max\":%.3f,"
                "\"tg_tps\":%.3f,\"tg_min\":%.3f,\"tg_max\":%.3f}\n",
-               path, ci_wtype_name(wt), ci_kernels_describe(), threads, reps, n_prompt, n_gen, pp.med, pp.lo, pp.hi,
+               path, ci_wtype_name(wt), ci_kernels_describe(), threads, reps, n_prompt, n_gen, n_seqs, pp.med, pp.lo, pp.hi,
                tg.med, tg.lo, tg.hi);
     } else {
         printf("| %-6s | %7s | %-14s | %-7s | %12s | %17s |\n", "type", "threads", "kernels", "test", "t/s (median)",
@@ -185,13 +200,17 @@ int cmd_bench(int argc, char **argv) {
         if (n_prompt > 0)
             printf("| %-6s | %7d | %-14s | pp%-5d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
                    ci_kernels_describe(), n_prompt, pp.med, pp.lo, pp.hi);
-        if (n_gen > 0)
+        if (n_gen > 0 && n_seqs == 1)
             printf("| %-6s | %7d | %-14s | tg%-5d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
                    ci_kernels_describe(), n_gen, tg.med, tg.lo, tg.hi);
+        else if (n_gen > 0)
+            printf("| %-6s | %7d | %-14s | tg%d×%d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
+                   ci_kernels_describe(), n_gen, n_seqs, tg.med, tg.lo, tg.hi);
     }
     rc = 0;
 out:
     free(c.blocks);
+    free(c.tables);
     free(c.tokens);
     free(c.pos);
     free(c.seq);
