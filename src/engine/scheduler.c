@@ -27,6 +27,9 @@ typedef struct seq {
     int n_thinking;         /* tokens generated inside <think> */
     bool budget_spent;      /* the close sequence was forced */
     int32_t *forced_close;
+    int32_t *forced_prefix;
+    bool prefix_pending;    /* the answer has not started yet: the prefix is still to be forced */
+    int plp_next;           /* prompt logprobs: next position whose logits are still to be reported */
     ci_request_params params;
     int32_t *stop_ids;
     ci_rng rng;
@@ -38,6 +41,8 @@ typedef struct seq {
     /* per-step scratch */
     int step_chunk;         /* tokens of this seq in the current batch */
     int logits_row;         /* row in the logits buffer, -1 when none */
+    int plp_row0, plp_rows; /* prompt-logprob rows in the logits buffer */
+    int plp_pos0;           /* the prompt position of plp_row0 */
 } seq;
 
 struct ci_scheduler {
@@ -46,7 +51,8 @@ struct ci_scheduler {
     ci_kv_cache kv;
     qwen3_state state;
     ci_sampler_scratch sampler;
-    float *logits;          /* [max_num_seqs, vocab] */
+    float *logits;          /* [logits_rows, vocab] */
+    int logits_rows;        /* max_num_seqs, grown once for prompt-logprob rows */
 
     /* batch assembly buffers, [max_batch_tokens] */
     int32_t *b_tokens, *b_pos, *b_seq;
@@ -99,6 +105,7 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, 
     size_t logits_n;
     if (ci_mul_overflow((size_t)o->max_num_seqs, (size_t)hp->vocab, &logits_n)) logits_n = SIZE_MAX;
     s->logits = ci_realloc_array(NULL, logits_n, sizeof(float));
+    s->logits_rows = o->max_num_seqs;
     s->b_tokens = ci_malloc((size_t)o->max_batch_tokens * sizeof(int32_t));
     s->b_pos = ci_malloc((size_t)o->max_batch_tokens * sizeof(int32_t));
     s->b_seq = ci_malloc((size_t)o->max_batch_tokens * sizeof(int32_t));
@@ -121,6 +128,7 @@ static void seq_free(seq *q) {
     free(q->block_hash);
     free(q->stop_ids);
     free(q->forced_close);
+    free(q->forced_prefix);
     free(q);
 }
 
@@ -161,7 +169,17 @@ int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, co
     if (n_prompt >= s->opt.max_model_len)
         return ci_error(err, CINFER_ERR_LIMIT, "the prompt has %d tokens; the context holds %d (prompt + output)",
                         n_prompt, s->opt.max_model_len);
-    if (p->max_new_tokens <= 0) return ci_error(err, CINFER_ERR_INVALID, "max_new_tokens must be positive");
+    if (p->max_new_tokens < 0) return ci_error(err, CINFER_ERR_INVALID, "max_new_tokens must not be negative");
+    if (p->n_forced_prefix < 0 || p->n_forced_prefix > CI_MAX_FORCED_TOKENS || p->n_forced_close < 0 ||
+        p->n_forced_close > CI_MAX_FORCED_TOKENS)
+        return ci_error(err, CINFER_ERR_INVALID, "a forced token sequence is longer than %d tokens", CI_MAX_FORCED_TOKENS);
+    for (int i = 0; i < p->n_forced_prefix; i++)
+        if (p->forced_prefix[i] < 0 || p->forced_prefix[i] >= s->model->hp.vocab)
+            return ci_error(err, CINFER_ERR_INVALID, "forced token %d is outside the vocabulary", p->forced_prefix[i]);
+    bool close_used = p->thinking_budget >= 0 || p->n_forced_prefix > 0;
+    for (int i = 0; close_used && i < p->n_forced_close; i++)
+        if (p->forced_close[i] < 0 || p->forced_close[i] >= s->model->hp.vocab)
+            return ci_error(err, CINFER_ERR_INVALID, "forced token %d is outside the vocabulary", p->forced_close[i]);
     if (p->top_logprobs < 0 || p->top_logprobs > CI_MAX_TOP_LOGPROBS)
         return ci_error(err, CINFER_ERR_INVALID, "top_logprobs must be between 0 and %d", CI_MAX_TOP_LOGPROBS);
     for (int i = 0; i < n_prompt; i++)
@@ -181,18 +199,23 @@ int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, co
         memcpy(q->stop_ids, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int32_t));
     }
     q->params.stop_ids = q->stop_ids;
-    if (p->thinking_budget >= 0 && p->n_forced_close > 0) {
-        if (p->n_forced_close > 64) {
-            seq_free(q);
-            return ci_error(err, CINFER_ERR_INVALID, "the thinking close sequence is too long");
-        }
+    /* the close sequence also says what follows the model's own </think> before an answer prefix */
+    if (close_used && p->n_forced_close > 0) {
         q->forced_close = ci_malloc((size_t)p->n_forced_close * sizeof(int32_t));
         memcpy(q->forced_close, p->forced_close, (size_t)p->n_forced_close * sizeof(int32_t));
     } else {
-        q->params.thinking_budget = -1;
         q->params.n_forced_close = 0;
     }
+    if (!q->forced_close) q->params.thinking_budget = -1;
     q->params.forced_close = q->forced_close;
+    if (p->n_forced_prefix > 0) {
+        q->forced_prefix = ci_malloc((size_t)p->n_forced_prefix * sizeof(int32_t));
+        memcpy(q->forced_prefix, p->forced_prefix, (size_t)p->n_forced_prefix * sizeof(int32_t));
+        q->prefix_pending = true;
+    } else {
+        q->params.n_forced_prefix = 0;
+    }
+    q->params.forced_prefix = q->forced_prefix;
     q->in_thinking = p->thinking_open;
     if (n_prompt > s->opt.block_size) q->prompt_hash = ci_kv_chain_hash(0, prompt, n_prompt) | 1;
     q->cb = cb;
@@ -356,12 +379,35 @@ static bool ensure_blocks(ci_scheduler *s, seq *q, int n_positions) {
     return true;
 }
 
+/* Whether prompt positions still need logits for prompt logprobs
+ * (positions 0 .. n_prompt-2 give the logprobs of tokens 1 .. n_prompt-1). */
+static bool plp_pending(const seq *q) { return q->params.want_prompt_logprobs && q->plp_next < q->n_prompt - 1; }
+
+/* Prompt-logprob rows that computing positions [from, from + n) yields. */
+static int plp_rows_in(const seq *q, int from, int n) {
+    if (!plp_pending(q)) return 0;
+    int lo = from > q->plp_next ? from : q->plp_next;
+    int hi = from + n < q->n_prompt - 1 ? from + n : q->n_prompt - 1;
+    return hi > lo ? hi - lo : 0;
+}
+
+/* The largest chunk of q whose prompt-logprob rows fit in rows_left. */
+static int plp_cap_chunk(const seq *q, int chunk, int rows_left) {
+    if (!plp_pending(q)) return chunk;
+    int free_positions = q->plp_next - q->n_computed; /* recomputed after a preemption: no rows */
+    if (free_positions < 0) free_positions = 0;
+    int cap = free_positions + rows_left;
+    return chunk < cap ? chunk : cap;
+}
+
 /* On admission of a sequence with no blocks: shares the cached blocks of
  * its longest cached prefix. The last known token is always left to
- * compute, since sampling needs its logits. */
+ * compute, since sampling needs its logits; positions whose prompt
+ * logprobs are still to be reported are computed too. */
 static void match_prefix(ci_scheduler *s, seq *q) {
     const int bs = s->opt.block_size;
     int max_blocks = (q->n_tokens - 1) / bs;
+    if (plp_pending(q) && max_blocks > q->plp_next / bs) max_blocks = q->plp_next / bs;
     reserve_blocks(q, max_blocks);
     uint64_t h = 0;
     int matched = 0;
@@ -392,7 +438,7 @@ static void match_prefix(ci_scheduler *s, seq *q) {
  * (its blocks are not all in the cache yet). Only identical prompts wait:
  * prompts that merely share a system prompt are admitted at once. */
 static bool sibling_prefilling(const ci_scheduler *s, const seq *q) {
-    if (!q->prompt_hash || !s->kv.prefix_caching) return false;
+    if (!q->prompt_hash || !s->kv.prefix_caching || plp_pending(q)) return false;
     for (int i = 0; i < s->n_running; i++) {
         const seq *r = s->running[i];
         if (r->prompt_hash == q->prompt_hash && r->n_prompt == q->n_prompt && r->n_computed < r->n_prompt - 1 &&
@@ -435,34 +481,17 @@ static bool is_stop_id(const seq *q, int32_t t) {
     return false;
 }
 
-/* Follows the <think> state of an output token; when the thinking budget is
- * spent, appends the close sequence as forced output and reports it.
- * Returns a finish reason when a forced token ended the request. */
-static ci_finish_reason track_thinking(ci_scheduler *s, seq *q, int32_t tok, ci_token_event *ev) {
-    const ci_request_params *p = &q->params;
-    if (p->thinking_budget < 0 || q->budget_spent) return CI_FINISH_NONE;
-    int n_out = q->n_tokens - q->n_prompt;
-    if (tok == p->think_start_id && n_out == 1 && !q->in_thinking) {
-        q->in_thinking = true;
-        if (p->thinking_budget > 0) return CI_FINISH_NONE;
-    } else if (tok == p->think_end_id && q->in_thinking) {
-        q->in_thinking = false;
-        q->budget_spent = true;
-        return CI_FINISH_NONE;
-    } else if (q->in_thinking) {
-        q->n_thinking++;
-    }
-    if (!q->in_thinking || q->n_thinking < p->thinking_budget) return CI_FINISH_NONE;
-    q->budget_spent = true;
-    q->in_thinking = false;
-    for (int k = 0; k < p->n_forced_close; k++) {
-        if (q->n_tokens - q->n_prompt >= p->max_new_tokens || q->n_tokens >= s->opt.max_model_len ||
+/* Appends forced tokens as if generated and reports each (logprob 0).
+ * Returns a finish reason when the length limit or the callback (a stop
+ * string) ended the request. */
+static ci_finish_reason append_forced(ci_scheduler *s, seq *q, const int32_t *ids, int n, const ci_token_event *ev) {
+    for (int k = 0; k < n; k++) {
+        if (q->n_tokens - q->n_prompt >= q->params.max_new_tokens || q->n_tokens >= s->opt.max_model_len ||
             q->n_tokens >= q->cap_tokens - 1)
             return CI_FINISH_LENGTH;
-        int32_t f = q->forced_close[k];
-        q->tokens[q->n_tokens++] = f;
+        q->tokens[q->n_tokens++] = ids[k];
         ci_token_event fe = *ev;
-        fe.token = f;
+        fe.token = ids[k];
         fe.logprob = 0;
         fe.n_top = 0;
         fe.n_output_tokens = q->n_tokens - q->n_prompt;
@@ -471,12 +500,73 @@ static ci_finish_reason track_thinking(ci_scheduler *s, seq *q, int32_t tok, ci_
     return CI_FINISH_NONE;
 }
 
+/* The answer starts now: forces its prefix, if any. After the model's own
+ * </think>, the rest of the close sequence (what follows </think> in it)
+ * comes first, so the prefix sits where the template puts answers. */
+static ci_finish_reason start_answer(ci_scheduler *s, seq *q, bool after_model_close, const ci_token_event *ev) {
+    if (!q->prefix_pending) return CI_FINISH_NONE;
+    q->prefix_pending = false;
+    const ci_request_params *p = &q->params;
+    if (after_model_close) {
+        int k = 0;
+        while (k < p->n_forced_close && q->forced_close[k] != p->think_end_id) k++;
+        if (k < p->n_forced_close) {
+            ci_finish_reason why = append_forced(s, q, q->forced_close + k + 1, p->n_forced_close - k - 1, ev);
+            if (why != CI_FINISH_NONE) return why;
+        }
+    }
+    return append_forced(s, q, q->forced_prefix, p->n_forced_prefix, ev);
+}
+
+/* Follows the <think> state of an output token: when the thinking budget
+ * is spent, appends the close sequence as forced output; when thinking
+ * ends, starts the answer (its forced prefix). Returns a finish reason
+ * when a forced token ended the request. */
+static ci_finish_reason track_thinking(ci_scheduler *s, seq *q, int32_t tok, ci_token_event *ev) {
+    const ci_request_params *p = &q->params;
+    bool budget_on = p->thinking_budget >= 0 && !q->budget_spent;
+    if (!budget_on && !q->prefix_pending) return CI_FINISH_NONE;
+    int n_out = q->n_tokens - q->n_prompt;
+    if (tok == p->think_start_id && n_out == 1 && !q->in_thinking) {
+        q->in_thinking = true;
+        if (!budget_on || p->thinking_budget > 0) return CI_FINISH_NONE;
+    } else if (tok == p->think_end_id && q->in_thinking) {
+        q->in_thinking = false;
+        q->budget_spent = true;
+        return start_answer(s, q, true, ev);
+    } else if (q->in_thinking) {
+        q->n_thinking++;
+    }
+    if (!budget_on || !q->in_thinking || q->n_thinking < p->thinking_budget) return CI_FINISH_NONE;
+    q->budget_spent = true;
+    q->in_thinking = false;
+    ci_finish_reason why = append_forced(s, q, q->forced_close, p->n_forced_close, ev);
+    return why != CI_FINISH_NONE ? why : start_answer(s, q, false, ev);
+}
+
+/* Reports the prompt logprobs computed in this step (rows in batch order). */
+static void report_prompt_logprobs(ci_scheduler *s, seq *q) {
+    const int V = s->model->hp.vocab;
+    for (int r = 0; r < q->plp_rows; r++) {
+        int pos = q->plp_pos0 + r;
+        const float *logits = s->logits + (size_t)(q->plp_row0 + r) * (size_t)V;
+        ci_token_event ev = {.request_id = q->id, .token = q->tokens[pos + 1], .prompt_index = pos + 1,
+                             .n_prompt_tokens = q->n_prompt};
+        ev.logprob = ci_logprob_of(logits, V, ev.token);
+        ev.n_top = ci_top_logprobs(logits, V, q->params.top_logprobs, ev.top_ids, ev.top_logprobs);
+        if (q->cb) q->cb(q->user, &ev);
+        q->plp_next = pos + 1;
+    }
+    q->plp_rows = 0;
+}
+
 /* ----------------------------------------------------------------- step */
 
 int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
     drain_incoming(s);
     const int budget = s->opt.max_batch_tokens;
     int n_batch = 0, n_bseq = 0;
+    int plp_rows_left = CI_PROMPT_LOGPROB_ROWS;
 
     /* Running sequences, oldest first: each needs its next chunk's blocks.
      * When the pool is dry, the youngest gives its blocks back. */
@@ -486,6 +576,7 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
         int remaining = q->n_tokens - q->n_computed;
         int room = budget - n_batch;
         int chunk = remaining < room ? remaining : room;
+        chunk = plp_cap_chunk(q, chunk, plp_rows_left);
         if (chunk <= 0) { i++; continue; }
         if (!ensure_blocks(s, q, q->n_computed + chunk)) {
             /* Try a smaller chunk first: what the free blocks cover. */
@@ -498,12 +589,14 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
                 if (victim == q) continue; /* q itself was youngest; index i now holds the next one */
                 /* i may have shifted if victim was before q: restart the scan. */
                 n_batch = 0;
+                plp_rows_left = CI_PROMPT_LOGPROB_ROWS;
                 for (int k = 0; k < s->n_running; k++) s->running[k]->step_chunk = 0;
                 i = 0;
                 continue;
             }
         }
         q->step_chunk = chunk;
+        plp_rows_left -= plp_rows_in(q, q->n_computed, chunk);
         n_batch += chunk;
         i++;
     }
@@ -519,6 +612,7 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
         int remaining = q->n_tokens - q->n_computed;
         int room = budget - n_batch;
         int chunk = remaining < room ? remaining : room;
+        chunk = plp_cap_chunk(q, chunk, plp_rows_left);
         /* positions the blocks it holds (the shared prefix, maybe a partial
          * last block) still have room for, plus what can be allocated */
         int cover = (q->n_blocks + ci_kv_available(&s->kv)) * s->opt.block_size - q->n_computed;
@@ -530,27 +624,41 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
         waiting_pop_front(s);
         ensure_blocks(s, q, q->n_computed + chunk);
         q->step_chunk = chunk;
+        plp_rows_left -= plp_rows_in(q, q->n_computed, chunk);
         s->running[s->n_running++] = q;
         n_batch += chunk;
     }
 
-    /* Assemble the batch. */
+    /* Assemble the batch. Logits rows: a sequence's prompt-logprob
+     * positions, then its last position when the chunk reaches it. */
     n_batch = 0;
+    int n_rows = 0;
     for (int i = 0; i < s->n_running; i++) {
         seq *q = s->running[i];
         q->logits_row = -1;
+        q->plp_rows = 0;
         if (q->step_chunk == 0) continue;
         s->b_tables[n_bseq] = (ci_block_table){.blocks = q->blocks, .n_blocks = q->n_blocks};
         s->b_seqs[n_bseq] = q;
+        bool plp = plp_pending(q);
         for (int t = 0; t < q->step_chunk; t++) {
             int pos = q->n_computed + t;
             s->b_tokens[n_batch] = q->tokens[pos];
             s->b_pos[n_batch] = pos;
             s->b_seq[n_batch] = n_bseq;
-            s->b_want[n_batch] = (pos == q->n_tokens - 1);
+            s->b_want[n_batch] = pos == q->n_tokens - 1 || (plp && pos >= q->plp_next && pos < q->n_prompt - 1);
+            n_rows += s->b_want[n_batch];
             n_batch++;
         }
         n_bseq++;
+    }
+    if (n_rows > s->logits_rows) {
+        /* the first prompt-logprob request: room for its rows from now on */
+        int rows = s->opt.max_num_seqs + CI_PROMPT_LOGPROB_ROWS;
+        size_t n;
+        if (ci_mul_overflow((size_t)rows, (size_t)s->model->hp.vocab, &n)) n = SIZE_MAX;
+        s->logits = ci_realloc_array(s->logits, n, sizeof(float));
+        s->logits_rows = rows;
     }
 
     if (n_batch > 0) {
@@ -558,10 +666,14 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
                          .want_logits = s->b_want, .n_seqs = n_bseq, .seq_blocks = s->b_tables};
         int rows = qwen3_forward(s->model, &s->state, &s->kv, &b, s->logits, err);
         if (rows < 0) return rows;
-        /* Logits rows come in batch order: one per sequence that reached its end. */
+        /* Logits rows come in batch order. */
         int row = 0;
         for (int k = 0; k < n_bseq; k++) {
             seq *q = s->b_seqs[k];
+            q->plp_rows = plp_rows_in(q, q->n_computed, q->step_chunk);
+            q->plp_pos0 = q->n_computed > q->plp_next ? q->n_computed : q->plp_next;
+            q->plp_row0 = row;
+            row += q->plp_rows;
             q->n_computed += q->step_chunk;
             register_full_blocks(s, q);
             if (q->n_computed == q->n_tokens) q->logits_row = row++;
@@ -573,22 +685,36 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
     uint64_t generated = 0;
     for (int i = 0; i < s->n_running;) {
         seq *q = s->running[i];
+        if (q->plp_rows > 0) report_prompt_logprobs(s, q);
         if (q->logits_row < 0) { i++; continue; }
+        if (q->params.max_new_tokens == 0) { /* the prompt was all that was asked for */
+            remove_running(s, i);
+            finish(s, q, CI_FINISH_LENGTH, -1, NULL);
+            continue;
+        }
         const float *logits = s->logits + (size_t)q->logits_row * V;
         int n_out = q->n_tokens - q->n_prompt;
         int32_t tok = ci_sample(&s->sampler, &q->params.sampling, &q->rng, logits, q->tokens, q->n_prompt,
                                 q->tokens + q->n_prompt, n_out);
-        ci_token_event ev = {.request_id = q->id, .token = tok};
+        ci_token_event ev = {.request_id = q->id, .token = tok, .n_prompt_tokens = q->n_prompt,
+                             .n_cached_tokens = q->n_cached};
+        ci_finish_reason why = CI_FINISH_NONE;
+        if (q->prefix_pending && n_out == 0 && !q->in_thinking && tok != q->params.think_start_id) {
+            /* The answer starts at the first position and must begin with
+             * the forced prefix: the sampled token gives way to it. */
+            why = start_answer(s, q, false, &ev);
+            if (why == CI_FINISH_NONE) { i++; continue; }
+            remove_running(s, i);
+            finish(s, q, why, -1, &ev);
+            continue;
+        }
         if (q->params.want_logprobs || q->params.top_logprobs > 0) {
             ev.logprob = ci_logprob_of(logits, V, tok);
             ev.n_top = ci_top_logprobs(logits, V, q->params.top_logprobs, ev.top_ids, ev.top_logprobs);
         }
         q->tokens[q->n_tokens++] = tok;
         generated++;
-        ev.n_prompt_tokens = q->n_prompt;
         ev.n_output_tokens = q->n_tokens - q->n_prompt;
-        ev.n_cached_tokens = q->n_cached;
-        ci_finish_reason why = CI_FINISH_NONE;
         if (is_stop_id(q, tok)) why = CI_FINISH_STOP;
         else if (ev.n_output_tokens >= q->params.max_new_tokens || q->n_tokens >= s->opt.max_model_len) why = CI_FINISH_LENGTH;
         if (why == CI_FINISH_NONE) {

@@ -19,12 +19,26 @@
  * full after a forward pass is registered for later requests (kv_cache.h).
  * A preempted sequence re-matches its prefix when readmitted.
  *
- * Forced tokens (thinking budget): a request may carry a budget of reasoning
- * tokens; once that many tokens were generated inside <think>, the scheduler
- * appends the request's close sequence (e.g. the ids of "\n\n</think>\n\n")
- * as if generated, reports each through the callback (logprob 0), and the
- * model continues from there — the appended tokens are computed in the next
- * step like a prompt chunk.
+ * Forced tokens: the scheduler may append tokens as if generated, report
+ * each through the callback (logprob 0), and let the model continue from
+ * there — the appended tokens are computed in the next step like a prompt
+ * chunk. Two triggers use this one mechanism:
+ *  - thinking budget: once that many tokens were generated inside <think>,
+ *    the request's close sequence (e.g. the ids of "\n\n</think>\n\n");
+ *  - answer prefix (tool_choice "required" or a named function): the answer
+ *    must begin with given tokens (e.g. "<tool_call>\n{\"name\": ..."). The
+ *    answer begins at the first output position — unless the model opens
+ *    <think> there, or the prompt left thinking open — else right after the
+ *    thinking closes: after the forced close sequence, or after the model's
+ *    own </think> followed by the rest of the close sequence ("\n\n"). At
+ *    the first output position the sampled token gives way to the prefix.
+ *
+ * Prompt logprobs (completions with echo): a request may ask for the
+ * logprob of every prompt token after the first. Its prompt positions then
+ * produce logits rows too, at most CI_PROMPT_LOGPROB_ROWS per step (a
+ * logits row is vocab floats), so such a prompt is computed in chunks of
+ * that size; it does not share cached prefix blocks, since skipped
+ * positions would have no logits.
  *
  * Requests enter and leave through a mutex-protected queue, so other threads
  * (HTTP handlers) can submit and cancel at any time; callbacks run on the
@@ -62,26 +76,37 @@ typedef struct ci_token_event {
     int n_prompt_tokens;
     int n_output_tokens;
     int n_cached_tokens;      /* prompt tokens served from the prefix cache */
+    /* > 0: not a generated token but the logprob (and top entries) of prompt
+     * token number prompt_index, `token` (want_prompt_logprobs); such
+     * events arrive in order, before the first generated token. */
+    int prompt_index;
 } ci_token_event;
 
 /* Returns true to stop the request after this token (e.g. a stop string
  * matched); the scheduler then reports CI_FINISH_STOP. */
 typedef bool (*ci_token_callback)(void *user, const ci_token_event *ev);
 
+#define CI_PROMPT_LOGPROB_ROWS 64
+#define CI_MAX_FORCED_TOKENS 256
+
 typedef struct ci_request_params {
     ci_sampling_params sampling;
-    int max_new_tokens;          /* > 0 */
+    int max_new_tokens;          /* >= 0; 0 computes the prompt only (prompt logprobs) */
     const int32_t *stop_ids;     /* copied at submit */
     int n_stop_ids;
-    int top_logprobs;            /* 0..CI_MAX_TOP_LOGPROBS */
+    int top_logprobs;            /* 0..CI_MAX_TOP_LOGPROBS, for output and prompt tokens */
     bool want_logprobs;
+    bool want_prompt_logprobs;   /* events with prompt_index for prompt tokens 1..n_prompt-1 */
     /* Thinking budget: < 0 off. Counting starts after think_start_id (when
-     * it is the first output token) or at once when thinking_open. */
+     * it is the first output token) or at once when thinking_open. The think
+     * ids (-1: none) are read when a budget or an answer prefix is given. */
     int thinking_budget;
     bool thinking_open;
     int32_t think_start_id, think_end_id;
     const int32_t *forced_close; /* appended when the budget is reached (copied at submit) */
     int n_forced_close;
+    const int32_t *forced_prefix; /* the answer starts with these (copied at submit) */
+    int n_forced_prefix;
 } ci_request_params;
 
 typedef struct ci_sched_options {

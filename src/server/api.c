@@ -100,7 +100,7 @@ static bool opt_bool(json_t *req, const char *key, bool *out, perr *e) {
 
 typedef struct gen_params {
     ci_sampling_params sampling;
-    long long max_tokens;       /* -1: up to the context */
+    long long max_tokens;       /* -1: up to the context; 0 (completions with echo): the prompt only */
     const char *stop[MAX_STOP];
     int n_stop;
     int n;
@@ -145,7 +145,8 @@ static bool parse_common(server *s, json_t *req, bool is_chat, gen_params *g, pe
     if (set) g->sampling.has_seed = true, g->sampling.seed = (uint64_t)k;
     if (!opt_int(req, "n", 1, MAX_N, &k, &set, e)) return false;
     if (set) g->n = (int)k;
-    if (!opt_int(req, "max_tokens", 1, INT32_MAX, &g->max_tokens, NULL, e)) return false;
+    /* max_tokens 0 is the legacy echo-only request (prompt logprobs) */
+    if (!opt_int(req, "max_tokens", is_chat ? 1 : 0, INT32_MAX, &g->max_tokens, NULL, e)) return false;
     if (!opt_int(req, "max_completion_tokens", 1, INT32_MAX, &g->max_tokens, NULL, e)) return false;
     /* thinking budget: Qwen's own API calls it thinking_budget; max_thinking_tokens accepted too */
     if (!opt_int(req, "thinking_budget", 0, INT32_MAX, &g->thinking_budget, NULL, e)) return false;
@@ -195,7 +196,7 @@ static bool make_request_params(server *s, const gen_params *g, int n_prompt, in
         return fail(e, 400, "messages",
                     "This model's maximum context length is %d tokens. However, your prompt has %d tokens. "
                     "Please reduce the length of the prompt.", max_len, n_prompt);
-    if (g->max_tokens > 0 && (long long)n_prompt + g->max_tokens > max_len)
+    if (g->max_tokens >= 0 && (long long)n_prompt + g->max_tokens > max_len)
         return fail(e, 400, "max_tokens",
                     "This model's maximum context length is %d tokens. However, you requested %lld tokens "
                     "(%d in the prompt, %lld in the completion). Please reduce the length of the prompt or completion.",
@@ -203,7 +204,7 @@ static bool make_request_params(server *s, const gen_params *g, int n_prompt, in
     *rp = (ci_request_params){.sampling = g->sampling, .thinking_budget = -1};
     /* n > 1 with a seed: each choice gets its own reproducible stream */
     if (rp->sampling.has_seed) rp->sampling.seed += (uint64_t)choice_index;
-    rp->max_new_tokens = g->max_tokens > 0 ? (int)g->max_tokens : max_len - n_prompt;
+    rp->max_new_tokens = g->max_tokens >= 0 ? (int)g->max_tokens : max_len - n_prompt;
     rp->stop_ids = s->m->stop_ids;
     rp->n_stop_ids = g->ignore_eos ? 0 : s->m->n_stop_ids;
     rp->want_logprobs = g->logprobs;
@@ -257,29 +258,60 @@ static json_t *chat_logprobs(job *j, choice *c, int from, int to) {
     return json_pack("{s:o}", "content", content);
 }
 
-/* Completions logprobs (the legacy shape) for tokens [from, to). */
-static json_t *completion_logprobs(job *j, choice *c, int from, int to, size_t text_offset) {
+typedef struct legacy_logprobs {
+    json_t *tokens, *token_logprobs, *top_logprobs, *text_offset;
+} legacy_logprobs;
+
+/* One entry of the legacy shape; `known` false gives nulls (the first
+ * prompt token, or one whose logprob never arrived). */
+static void legacy_entry(job *j, legacy_logprobs *o, int32_t id, bool known, float lp, const int32_t *top_ids,
+                         const float *top_lps, size_t *offset) {
     server *s = j->srv;
-    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offsets = json_array();
-    for (int t = from; t < to; t++) {
-        size_t n = 0;
-        cinfer_tokenizer_token_bytes(s->m->tok, c->tokens[t], &n);
-        json_array_append_new(tokens, token_text(s, c->tokens[t]));
-        json_array_append_new(lps, json_real(c->logprobs[t]));
-        json_t *top = json_object();
-        for (int k = 0; k < j->top_logprobs; k++) {
-            int32_t id = c->top_ids[(size_t)t * (size_t)j->top_logprobs + (size_t)k];
-            if (id < 0) continue;
-            json_t *txt = token_text(s, id);
-            json_object_set_new(top, json_string_value(txt), json_real(c->top_lps[(size_t)t * (size_t)j->top_logprobs + (size_t)k]));
-            json_decref(txt);
-        }
-        json_array_append_new(tops, top);
-        json_array_append_new(offsets, json_integer((json_int_t)text_offset));
-        text_offset += n;
+    size_t n = 0;
+    cinfer_tokenizer_token_bytes(s->m->tok, id, &n);
+    json_array_append_new(o->tokens, token_text(s, id));
+    json_array_append_new(o->token_logprobs, known ? json_real(lp) : json_null());
+    json_t *top = known ? json_object() : json_null();
+    for (int k = 0; known && k < j->top_logprobs; k++) {
+        if (top_ids[k] < 0) continue;
+        json_t *txt = token_text(s, top_ids[k]);
+        json_object_set_new(top, json_string_value(txt), json_real(top_lps[k]));
+        json_decref(txt);
     }
-    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset",
-                     offsets);
+    json_array_append_new(o->top_logprobs, top);
+    json_array_append_new(o->text_offset, json_integer((json_int_t)*offset));
+    *offset += n;
+}
+
+/* The choice whose request computed the prompt logprobs of c's prompt. */
+static choice *prompt_source(job *j, const choice *c) {
+    return &j->choices[c->index / j->choices_per_prompt * j->choices_per_prompt];
+}
+
+static bool prompt_logprobs_ready(job *j, const choice *c) {
+    const choice *src = prompt_source(j, c);
+    return src->done || src->n_prompt_lps >= src->n_prompt_ids - 1;
+}
+
+/* Completions logprobs (the legacy shape): the prompt's tokens first when
+ * with_prompt (echo), then output tokens [from, to). text_offset counts
+ * bytes of the returned text from *offset on, which advances. */
+static json_t *completion_logprobs(job *j, choice *c, bool with_prompt, int from, int to, size_t *offset) {
+    legacy_logprobs o = {json_array(), json_array(), json_array(), json_array()};
+    const choice *src = prompt_source(j, c);
+    for (int t = 0; with_prompt && t < src->n_prompt_ids; t++) {
+        size_t at = (size_t)t * (size_t)j->top_logprobs;
+        legacy_entry(j, &o, src->prompt_ids[t], t > 0 && !isnan(src->prompt_lps[t]), src->prompt_lps[t],
+                     src->prompt_top_ids ? src->prompt_top_ids + at : NULL, src->prompt_top_lps ? src->prompt_top_lps + at : NULL,
+                     offset);
+    }
+    for (int t = from; t < to; t++) {
+        size_t at = (size_t)t * (size_t)j->top_logprobs;
+        legacy_entry(j, &o, c->tokens[t], true, c->logprobs[t], c->top_ids ? c->top_ids + at : NULL,
+                     c->top_lps ? c->top_lps + at : NULL, offset);
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", o.tokens, "token_logprobs", o.token_logprobs, "top_logprobs",
+                     o.top_logprobs, "text_offset", o.text_offset);
 }
 
 static const char *finish_name(ci_finish_reason f) {
@@ -289,6 +321,27 @@ static const char *finish_name(ci_finish_reason f) {
     case CI_FINISH_CANCELLED: return "abort";
     default: return "stop";
     }
+}
+
+/* The tool calls in a finished choice's content (NULL: none), with the
+ * length of the content before them in *visible. */
+static json_t *choice_tool_calls(job *j, const char *content, size_t len, size_t *visible) {
+    *visible = len;
+    if (j->tools_mode == TOOLS_OFF) return NULL;
+    json_t *calls = ci_parse_tool_calls(content, len, visible);
+    if (!calls && j->tools_mode != TOOLS_AUTO) calls = ci_parse_forced_tool_call(content, len, j->tools, visible);
+    return calls;
+}
+
+/* finish_reason as OpenAI (and vLLM) give it: "tool_calls" for calls the
+ * model chose ("auto") or had to make ("required") — for the latter only
+ * when the model ended normally, else "length" —, and the plain reason for
+ * a named function ("stop" when the call is complete). */
+static const char *choice_finish(job *j, const choice *c, bool has_calls) {
+    if (!has_calls) return finish_name(c->finish);
+    if (j->tools_mode == TOOLS_AUTO) return "tool_calls";
+    if (j->tools_mode == TOOLS_REQUIRED && c->finish == CI_FINISH_STOP) return "tool_calls";
+    return finish_name(c->finish);
 }
 
 static json_t *usage_json(job *j) {
@@ -330,7 +383,7 @@ static int reply_chat(srv_request *r, job *j) {
         const char *content = c->out ? ci_output_content(c->out, &cl) : "";
         json_t *calls = NULL;
         size_t visible = cl;
-        if (j->tools_active) calls = ci_parse_tool_calls(content, cl, &visible);
+        calls = choice_tool_calls(j, content, cl, &visible);
         json_t *msg = json_object();
         json_object_set_new(msg, "role", json_string("assistant"));
         json_object_set_new(msg, "content", calls && visible == 0 ? json_null() : json_text(content, visible));
@@ -338,7 +391,7 @@ static int reply_chat(srv_request *r, job *j) {
         if (calls) json_object_set_new(msg, "tool_calls", calls);
         json_t *ch = json_pack("{s:i,s:o}", "index", i, "message", msg);
         json_object_set_new(ch, "logprobs", j->want_logprobs ? chat_logprobs(j, c, 0, c->n_tokens) : json_null());
-        json_object_set_new(ch, "finish_reason", json_string(calls ? "tool_calls" : finish_name(c->finish)));
+        json_object_set_new(ch, "finish_reason", json_string(choice_finish(j, c, calls != NULL)));
         json_array_append_new(choices, ch);
     }
     json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", j->id, "object", "chat.completion", "created",
@@ -357,7 +410,9 @@ static int reply_completion(srv_request *r, job *j) {
         if (c->echo) ci_buf_append(&text, c->echo, c->echo_len);
         ci_buf_append(&text, content, cl);
         json_t *ch = json_pack("{s:i,s:o}", "index", i, "text", json_text(text.data ? text.data : "", text.len));
-        json_object_set_new(ch, "logprobs", j->want_logprobs ? completion_logprobs(j, c, 0, c->n_tokens, c->echo_len) : json_null());
+        size_t offset = 0;
+        json_object_set_new(ch, "logprobs",
+                            j->want_logprobs ? completion_logprobs(j, c, c->echo != NULL, 0, c->n_tokens, &offset) : json_null());
         json_object_set_new(ch, "finish_reason", json_string(finish_name(c->finish)));
         json_array_append_new(choices, ch);
         ci_buf_free(&text);
@@ -446,10 +501,16 @@ static void build_stream_locked(job *j) {
     for (int i = 0; i < j->n_choices; i++) {
         choice *c = &j->choices[i];
         if (c->finish_sent) continue;
+        /* echo with logprobs: the first chunk carries the whole prompt's */
+        bool echo_lps = !j->is_chat && !c->role_sent && c->echo && j->want_logprobs;
+        if (echo_lps && !prompt_logprobs_ready(j, c)) {
+            all_finished = false;
+            continue;
+        }
         json_t *lp = NULL;
-        if (j->want_logprobs && c->n_tokens > c->n_tokens_sent) {
+        if (j->want_logprobs && (c->n_tokens > c->n_tokens_sent || echo_lps)) {
             lp = j->is_chat ? chat_logprobs(j, c, c->n_tokens_sent, c->n_tokens)
-                            : completion_logprobs(j, c, c->n_tokens_sent, c->n_tokens, 0);
+                            : completion_logprobs(j, c, echo_lps, c->n_tokens_sent, c->n_tokens, &c->lp_offset);
             c->n_tokens_sent = c->n_tokens;
         }
         if (j->is_chat) {
@@ -463,12 +524,12 @@ static void build_stream_locked(job *j) {
                 lp = NULL;
                 piece.len = 0;
             }
-            if (j->tools_active) {
+            if (j->tools_mode != TOOLS_OFF) {
                 c->content_new.len = 0; /* content is streamed from content_all */
                 size_t safe = c->done ? c->content_all.len : tool_safe_len(c);
                 if (c->done) {
                     size_t visible = 0;
-                    json_t *calls = ci_parse_tool_calls(c->content_all.data ? c->content_all.data : "", c->content_all.len, &visible);
+                    json_t *calls = choice_tool_calls(j, c->content_all.data ? c->content_all.data : "", c->content_all.len, &visible);
                     if (calls) safe = visible;
                     if (safe > c->content_streamed) {
                         chat_chunk(j, i, json_pack("{s:o}", "content", json_text(c->content_all.data + c->content_streamed, safe - c->content_streamed)), lp, NULL);
@@ -481,7 +542,7 @@ static void build_stream_locked(job *j) {
                         json_array_foreach(calls, k, call) json_object_set_new(call, "index", json_integer((json_int_t)k));
                         chat_chunk(j, i, json_pack("{s:o}", "tool_calls", calls), lp, NULL);
                         lp = NULL;
-                        chat_chunk(j, i, json_object(), NULL, "tool_calls");
+                        chat_chunk(j, i, json_object(), NULL, choice_finish(j, c, true));
                         c->finish_sent = true;
                     }
                 } else {
@@ -661,8 +722,46 @@ static json_t *template_message(json_t *m, size_t index, perr *e) {
     return out;
 }
 
+/* Reads tool_choice against the request's tools. */
+static bool parse_tool_choice(json_t *req, bool has_tools, tool_mode *mode, const char **named, perr *e) {
+    json_t *tc = json_object_get(req, "tool_choice"), *tools = json_object_get(req, "tools");
+    *mode = TOOLS_AUTO;
+    *named = NULL;
+    if (json_is_string(tc)) {
+        const char *v = json_string_value(tc);
+        if (strcmp(v, "none") == 0) *mode = TOOLS_OFF;
+        else if (strcmp(v, "required") == 0) *mode = TOOLS_REQUIRED;
+        else if (strcmp(v, "auto") != 0)
+            return fail(e, 400, "tool_choice", "Invalid value for 'tool_choice': '%s'. Supported values are \"none\", "
+                        "\"auto\", \"required\" and {\"type\": \"function\", \"function\": {\"name\": ...}}", v);
+    } else if (json_is_object(tc)) {
+        json_t *type = json_object_get(tc, "type"), *name = json_object_get(json_object_get(tc, "function"), "name");
+        if ((type && !(json_is_string(type) && strcmp(json_string_value(type), "function") == 0)) || !json_is_string(name))
+            return fail(e, 400, "tool_choice", "'tool_choice' must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        *mode = TOOLS_NAMED;
+        *named = json_string_value(name);
+    } else if (tc && !json_is_null(tc)) {
+        return fail(e, 400, "tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or an object");
+    }
+    if (!has_tools) {
+        if (*mode == TOOLS_REQUIRED || *mode == TOOLS_NAMED)
+            return fail(e, 400, "tool_choice", "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.");
+        *mode = TOOLS_OFF;
+        return true;
+    }
+    if (*named) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(tools, i, t)
+            if (strcmp(json_string_value(json_object_get(json_object_get(t, "function"), "name")), *named) == 0) return true;
+        return fail(e, 400, "tool_choice", "Invalid value for 'tool_choice': no function named '%s' was specified in the "
+                    "'tools' parameter.", *named);
+    }
+    return true;
+}
+
 /* Builds the template context and tokenizes the prompt. */
-static long chat_prompt(server *s, json_t *req, bool *tools_active, int32_t **ids, perr *e) {
+static long chat_prompt(server *s, json_t *req, tool_mode *mode, const char **named, int32_t **ids, perr *e) {
     json_t *messages = json_object_get(req, "messages");
     if (!json_is_array(messages) || json_array_size(messages) == 0)
         return fail(e, 400, "messages", "'messages' must be a non-empty list"), -1;
@@ -680,14 +779,7 @@ static long chat_prompt(server *s, json_t *req, bool *tools_active, int32_t **id
         }
         json_array_append_new(msgs, tm);
     }
-    *tools_active = false;
     json_t *tools = json_object_get(req, "tools");
-    json_t *tool_choice = json_object_get(req, "tool_choice");
-    bool choice_none = json_is_string(tool_choice) && strcmp(json_string_value(tool_choice), "none") == 0;
-    if (tool_choice && !json_is_null(tool_choice) && !json_is_string(tool_choice) && !json_is_object(tool_choice)) {
-        json_decref(ctx);
-        return fail(e, 400, "tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or an object"), -1;
-    }
     if (tools && !json_is_null(tools)) {
         if (!json_is_array(tools) || json_array_size(tools) > MAX_TOOLS) {
             json_decref(ctx);
@@ -701,11 +793,15 @@ static long chat_prompt(server *s, json_t *req, bool *tools_active, int32_t **id
                 return fail(e, 400, "tools", "tools[%zu] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i), -1;
             }
         }
-        if (json_array_size(tools) > 0 && !choice_none) {
-            json_object_set(ctx, "tools", tools);
-            *tools_active = true;
-        }
     }
+    if (!parse_tool_choice(req, json_array_size(tools) > 0, mode, named, e)) {
+        json_decref(ctx);
+        return -1;
+    }
+    /* "none": the tools are left out of the prompt too (as vLLM's
+     * --exclude-tools-when-tool-choice-none), so the model has no reason to
+     * call them; the content is never parsed for calls. */
+    if (*mode != TOOLS_OFF) json_object_set(ctx, "tools", tools);
     json_object_set_new(ctx, "add_generation_prompt", json_true());
     if (s->m->bos_token) json_object_set_new(ctx, "bos_token", json_string(s->m->bos_token));
     if (s->m->eos_token) json_object_set_new(ctx, "eos_token", json_string(s->m->eos_token));
@@ -740,16 +836,65 @@ static long chat_prompt(server *s, json_t *req, bool *tools_active, int32_t **id
     return n;
 }
 
+/* The ids the answer must start with for tool_choice "required" or a named
+ * function: Qwen3's call opening up to the name, or through
+ * `"arguments":` for a named function ("required" with a single tool is
+ * that tool named). The forced text ends where the tokenizer's
+ * pre-tokenizer splits anyway (before the space of ` {"`), so the model
+ * continues with the ids it would have produced itself; the name is JSON
+ * text tokenized as plain text. NULL with *n_out 0 when nothing is forced. */
+static int32_t *tool_call_prefix(server *s, tool_mode mode, const char *named, json_t *tools, int *n_out, perr *e) {
+    *n_out = 0;
+    if (mode != TOOLS_REQUIRED && mode != TOOLS_NAMED) return NULL;
+    if (mode == TOOLS_REQUIRED && json_array_size(tools) == 1)
+        named = json_string_value(json_object_get(json_object_get(json_array_get(tools, 0), "function"), "name"));
+    ci_buf text = {0};
+    if (named) {
+        json_t *js = json_string(named);
+        char *quoted = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+        json_decref(js);
+        ci_buf_puts(&text, "\n{\"name\": ");
+        ci_buf_puts(&text, quoted ? quoted : "\"\"");
+        ci_buf_puts(&text, ", \"arguments\":");
+        free(quoted);
+    } else {
+        ci_buf_puts(&text, "\n{\"name\": \"");
+    }
+    int32_t *tag = NULL, *rest = NULL;
+    cinfer_error err = {0};
+    long nt = cinfer_tokenize(s->m->tok, "<tool_call>", 11, 0, &tag, &err);
+    long nr = nt < 0 ? -1 : cinfer_tokenize(s->m->tok, text.data, text.len, CINFER_TOKENIZE_SPLIT_SPECIAL, &rest, &err);
+    ci_buf_free(&text);
+    int32_t *ids = NULL;
+    if (nt < 0 || nr < 0) {
+        fail(e, 400, "tool_choice", "cannot tokenize the tool call opening: %s", err.message);
+    } else if (nt + nr > CI_MAX_FORCED_TOKENS) {
+        fail(e, 400, "tool_choice", "the function name is too long");
+    } else {
+        ids = ci_malloc((size_t)(nt + nr) * sizeof *ids);
+        if (nt) memcpy(ids, tag, (size_t)nt * sizeof *ids);
+        if (nr) memcpy(ids + nt, rest, (size_t)nr * sizeof *ids);
+        *n_out = (int)(nt + nr);
+    }
+    free(tag);
+    free(rest);
+    return ids;
+}
+
 int api_chat_completions(srv_request *r) {
     server *s = r->srv;
     perr e = {0};
     json_t *req = parse_body(r, &e);
     if (!req) return send_perr(r, &e);
     gen_params g;
-    int32_t *ids = NULL;
-    bool tools_active = false;
+    int32_t *ids = NULL, *prefix = NULL;
+    int n_prefix = 0;
+    tool_mode mode = TOOLS_OFF;
+    const char *named = NULL;
     long n = -1;
-    if (!parse_common(s, req, true, &g, &e) || (n = chat_prompt(s, req, &tools_active, &ids, &e)) < 0) {
+    if (!parse_common(s, req, true, &g, &e) || (n = chat_prompt(s, req, &mode, &named, &ids, &e)) < 0 ||
+        (!(prefix = tool_call_prefix(s, mode, named, json_object_get(req, "tools"), &n_prefix, &e)) &&
+         (mode == TOOLS_REQUIRED || mode == TOOLS_NAMED))) {
         json_decref(req);
         free(ids);
         return send_perr(r, &e);
@@ -772,7 +917,18 @@ int api_chat_completions(srv_request *r) {
         if (!make_request_params(s, &g, (int)n, i, &rps[i], &e)) {
             json_decref(req);
             free(ids);
+            free(prefix);
             return send_perr(r, &e);
+        }
+        if (n_prefix > 0) {
+            /* the answer opens with the call: after the thinking, if any */
+            rps[i].forced_prefix = prefix;
+            rps[i].n_forced_prefix = n_prefix;
+            rps[i].thinking_open = thinking_open;
+            rps[i].think_start_id = s->think_start;
+            rps[i].think_end_id = s->think_end;
+            rps[i].forced_close = s->think_close;
+            rps[i].n_forced_close = s->n_think_close;
         }
         if (g.thinking_budget >= 0 && s->n_think_close > 0) {
             rps[i].thinking_budget = (int)(g.thinking_budget > INT32_MAX ? INT32_MAX : g.thinking_budget);
@@ -789,13 +945,15 @@ int api_chat_completions(srv_request *r) {
     job *j = srv_job_new(s, g.n, true);
     j->stream = g.stream;
     j->include_usage = g.include_usage;
-    j->tools_active = tools_active;
+    j->tools_mode = mode;
+    if (mode != TOOLS_OFF) j->tools = json_incref(json_object_get(req, "tools"));
     j->want_logprobs = g.logprobs;
     j->top_logprobs = g.top_logprobs;
     j->fd = r->fd;
     cinfer_error err = {0};
     int rc = srv_job_submit(j, prompts, n_prompts, rps, oos, &err);
     free(ids);
+    free(prefix);
     json_decref(req);
     if (rc < 0) {
         srv_job_release(j);
@@ -848,10 +1006,14 @@ int api_completions(srv_request *r) {
     if (!req) return send_perr(r, &e);
     gen_params g;
     bool echo = false;
-    if (!parse_common(s, req, false, &g, &e) || !opt_bool(req, "echo", &echo, &e)) {
+    if (!parse_common(s, req, false, &g, &e) || !opt_bool(req, "echo", &echo, &e) ||
+        (g.max_tokens == 0 && !echo && !fail(&e, 400, "max_tokens", "'max_tokens' 0 needs 'echo': true (the prompt only)"))) {
         json_decref(req);
         return send_perr(r, &e);
     }
+    /* echo with logprobs: the prompt tokens' logprobs too, computed once per
+     * prompt (by its first choice) */
+    bool prompt_lps = echo && g.logprobs;
     json_t *p = json_object_get(req, "prompt");
     json_t *list = NULL;
     /* a list of strings or of id lists = several prompts; a flat id list = one */
@@ -884,6 +1046,7 @@ int api_completions(srv_request *r) {
         for (int k = 0; ok && k < g.n; k++) {
             int c = (int)i * g.n + k;
             ok = make_request_params(s, &g, (int)(lens[i] > INT32_MAX ? INT32_MAX : lens[i]), k, &rps[c], &e);
+            rps[c].want_prompt_logprobs = prompt_lps && k == 0;
             oos[c] = (ci_output_options){.stop = g.stop, .n_stop = g.n_stop, .parse_thinking = false, .keep_newlines = true};
             prompts[c] = ids[i];
             n_prompts[c] = (int)lens[i];
@@ -905,6 +1068,18 @@ int api_completions(srv_request *r) {
                 size_t i = (size_t)(c / g.n);
                 j->choices[c].echo = ci_strndup(texts[i], text_lens[i]);
                 j->choices[c].echo_len = text_lens[i];
+                if (rps[c].want_prompt_logprobs) {
+                    choice *ch = &j->choices[c];
+                    size_t np = (size_t)lens[i], k = (size_t)(g.top_logprobs > 0 ? g.top_logprobs : 1);
+                    ch->n_prompt_ids = (int)np;
+                    ch->prompt_ids = ci_malloc(np * sizeof *ch->prompt_ids);
+                    memcpy(ch->prompt_ids, ids[i], np * sizeof *ch->prompt_ids);
+                    ch->prompt_lps = ci_malloc(np * sizeof *ch->prompt_lps);
+                    for (size_t t = 0; t < np; t++) ch->prompt_lps[t] = NAN;
+                    ch->prompt_top_ids = ci_malloc(np * k * sizeof *ch->prompt_top_ids);
+                    ch->prompt_top_lps = ci_malloc(np * k * sizeof *ch->prompt_top_lps);
+                    for (size_t t = 0; t < np * k; t++) ch->prompt_top_ids[t] = -1, ch->prompt_top_lps[t] = -9999.0f;
+                }
             }
         cinfer_error err = {0};
         int rc = srv_job_submit(j, (const int32_t *const *)prompts, n_prompts, rps, oos, &err);
@@ -957,8 +1132,9 @@ int api_tokenize(srv_request *r) {
         return send_perr(r, &e);
     }
     if (json_object_get(req, "messages")) {
-        bool tools_active;
-        n = chat_prompt(s, req, &tools_active, &ids, &e);
+        tool_mode mode;
+        const char *named;
+        n = chat_prompt(s, req, &mode, &named, &ids, &e);
     } else {
         json_t *p = json_object_get(req, "prompt");
         if (!json_is_string(p)) {

@@ -15,6 +15,16 @@
  * </think>); the marked render without markers is compared with the plain
  * render, and when they differ the markers are retried on non-assistant
  * messages only, whose contents the template copies verbatim.
+ *
+ * Tool definitions (`tools`), the tool calls of assistant messages and
+ * message names are client text as well, but templates look their keys up
+ * (tool.function.name) and may compare their values (type == "object"), so
+ * wrapping every string would change the render. Only the strings (object
+ * keys included) that could take part in a special-token match are
+ * wrapped: those holding a special token's text, starting with the tail of
+ * one or ending with the head of one. An ordinary schema is then rendered
+ * untouched, and special text inside a description, a name, a property
+ * name or arguments stays plain text.
  */
 #include "server/server_internal.h"
 #include "template/template.h"
@@ -156,6 +166,107 @@ static bool wrap_field(json_t *msg, const char *key, const markers *m, json_t *s
     return true;
 }
 
+/* Whether a special-token match could cover a byte of s[0..n): s holds a
+ * special text, or its start continues one begun before it, or its end
+ * begins one. (A special text holding all of s strictly inside needs
+ * template text on both sides spelling the rest of a control token.) */
+static bool could_form_special(const ci_special_set *sp, const char *s, size_t n) {
+    for (int k = 0; k < sp->n; k++) {
+        const char *t = sp->text[k];
+        size_t tl = sp->len[k];
+        if (n >= tl && memmem(s, n, t, tl)) return true;
+        for (size_t l = 1; l < tl && l <= n; l++)
+            if (memcmp(s, t + tl - l, l) == 0 || memcmp(s + n - l, t, l) == 0) return true;
+    }
+    return false;
+}
+
+static json_t *wrap_string(const char *s, size_t n, const markers *m) {
+    ci_buf b = {0};
+    ci_buf_append(&b, m->open, m->open_len);
+    ci_buf_append(&b, s, n);
+    ci_buf_append(&b, m->close, m->close_len);
+    json_t *v = json_stringn(b.data, b.len);
+    ci_buf_free(&b);
+    return v;
+}
+
+/* A deep copy of v with the strings and object keys that could form special
+ * tokens wrapped in markers; *changed tells whether any was. NULL when a
+ * string already holds the nonce (no protection possible with these
+ * markers). */
+static json_t *wrap_tree(json_t *v, const markers *m, const ci_special_set *sp, bool *changed, int depth) {
+    if (depth > 64) return NULL; /* tojson refuses deeper trees anyway */
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (contains(s, n, m)) return NULL;
+        if (!could_form_special(sp, s, n)) return json_incref(v);
+        *changed = true;
+        return wrap_string(s, n, m);
+    }
+    if (json_is_array(v)) {
+        json_t *out = json_array();
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) {
+            json_t *w = wrap_tree(x, m, sp, changed, depth + 1);
+            if (!w) {
+                json_decref(out);
+                return NULL;
+            }
+            json_array_append_new(out, w);
+        }
+        return out;
+    }
+    if (json_is_object(v)) {
+        /* keys as the template engine reads them: C strings, in iteration order */
+        json_t *out = json_object();
+        const char *key;
+        json_t *x;
+        json_object_foreach(v, key, x) {
+            size_t klen = strlen(key);
+            json_t *w = wrap_tree(x, m, sp, changed, depth + 1);
+            if (!w || contains(key, klen, m)) {
+                json_decref(w);
+                json_decref(out);
+                return NULL;
+            }
+            if (could_form_special(sp, key, klen)) {
+                json_t *wk = wrap_string(key, klen, m);
+                *changed = true;
+                json_object_set_new_nocheck(out, json_string_value(wk), w);
+                json_decref(wk);
+            } else {
+                json_object_set_new_nocheck(out, key, w);
+            }
+        }
+        return out;
+    }
+    return json_incref(v);
+}
+
+/* Replaces obj[key] by its wrapped copy when any string in it needed
+ * wrapping (recorded in `saved` for restore). False: no protection. */
+static bool wrap_tree_field(json_t *obj, const char *key, const markers *m, const ci_special_set *sp, json_t *saved) {
+    json_t *v = json_object_get(obj, key);
+    if (!v) return true;
+    bool changed = false;
+    json_t *w = wrap_tree(v, m, sp, &changed, 0);
+    if (!w) return false;
+    if (!changed) {
+        json_decref(w);
+        return true;
+    }
+    json_t *rec = json_object();
+    json_object_set(rec, "msg", obj);
+    json_object_set_new(rec, "key", json_string(key));
+    json_object_set(rec, "value", v);
+    json_array_append_new(saved, rec);
+    json_object_set_new(obj, key, w);
+    return true;
+}
+
 static void restore(json_t *saved) {
     size_t i;
     json_t *rec;
@@ -217,6 +328,12 @@ long ci_render_chat_protected(const cinfer_template *tpl, const cinfer_tokenizer
             ok = ok && wrap_field(msg, "content", &mk, saved);
             if (assistant) ok = ok && wrap_field(msg, "reasoning_content", &mk, saved);
         }
+        /* client text the template copies verbatim in both passes */
+        json_array_foreach(messages, i, msg) {
+            ok = ok && wrap_tree_field(msg, "tool_calls", &mk, specials, saved);
+            ok = ok && wrap_tree_field(msg, "name", &mk, specials, saved);
+        }
+        ok = ok && wrap_tree_field(ctx, "tools", &mk, specials, saved);
         size_t len = 0;
         char *marked = ok ? tpl_render_jansson(tpl, ctx, NULL, &len, NULL) : NULL;
         restore(saved);

@@ -159,7 +159,12 @@ void srv_job_release(job *j) {
         free(c->top_ids);
         free(c->top_lps);
         free(c->echo);
+        free(c->prompt_ids);
+        free(c->prompt_lps);
+        free(c->prompt_top_ids);
+        free(c->prompt_top_lps);
     }
+    json_decref(j->tools);
     free(j->choices);
     ci_buf_free(&j->sse);
     pthread_mutex_destroy(&j->lock);
@@ -222,6 +227,22 @@ bool srv_on_token(void *user, const ci_token_event *ev) {
     bool stop = false, last = false;
     double now = ci_now_seconds();
     pthread_mutex_lock(&j->lock);
+    if (ev->prompt_index > 0) {
+        /* a prompt token's logprob (echo): recorded, never generated text */
+        int at = ev->prompt_index;
+        if (c->prompt_lps && at < c->n_prompt_ids) {
+            c->prompt_lps[at] = ev->logprob;
+            for (int k = 0; k < j->top_logprobs; k++) {
+                size_t t = (size_t)at * (size_t)j->top_logprobs + (size_t)k;
+                c->prompt_top_ids[t] = k < ev->n_top ? ev->top_ids[k] : -1;
+                c->prompt_top_lps[t] = k < ev->n_top ? ev->top_logprobs[k] : -9999.0f;
+            }
+            c->n_prompt_lps++;
+        }
+        pthread_cond_broadcast(&j->cond);
+        pthread_mutex_unlock(&j->lock);
+        return false;
+    }
     if (ev->token >= 0) {
         c->n_generated++;
         if (!j->any_token) {

@@ -55,6 +55,13 @@ long ci_render_chat_protected(const cinfer_template *tpl, const cinfer_tokenizer
  * the first call (trailing whitespace trimmed). */
 json_t *ci_parse_tool_calls(const char *content, size_t len, size_t *content_len_out);
 
+/* For an answer that was forced to open with a tool call: reads the first
+ * block leniently, `<tool_call>{"name": "NAME", "arguments": REST`. When
+ * NAME is a function of `tools` returns one call whose arguments are the
+ * JSON object at the start of REST (up to </tool_call>), else REST itself
+ * as text, trimmed — what vLLM returns for a named call. NULL otherwise. */
+json_t *ci_parse_forced_tool_call(const char *content, size_t len, const json_t *tools, size_t *content_len_out);
+
 /* --------------------------------------------------------------- metrics */
 
 #define CI_HIST_BUCKETS 14

@@ -44,7 +44,25 @@ typedef struct choice {
     double t_last;
     char *echo;                      /* completions with echo: the prompt text */
     size_t echo_len;
+    /* echo with logprobs, on the first choice of each prompt (the others
+     * share it): the prompt ids and their logprobs (NaN until reported;
+     * entry 0 never is, OpenAI gives the first token none) */
+    int32_t *prompt_ids;
+    int n_prompt_ids;
+    float *prompt_lps;
+    int32_t *prompt_top_ids;         /* [n_prompt_ids * top_logprobs] */
+    float *prompt_top_lps;
+    int n_prompt_lps;                /* reported so far */
+    size_t lp_offset;                /* streaming: text_offset of the next logprobs entry */
 } choice;
+
+/* tool_choice, as it shapes the output */
+typedef enum tool_mode {
+    TOOLS_OFF,       /* no tools, or "none": content is never parsed for calls */
+    TOOLS_AUTO,      /* the model may call: content is parsed */
+    TOOLS_REQUIRED,  /* the answer is forced to open with a call */
+    TOOLS_NAMED,     /* ... with a call to one named function */
+} tool_mode;
 
 typedef struct job {
     struct server *srv;
@@ -54,7 +72,9 @@ typedef struct job {
     choice *choices;
     int n_choices, n_done;
     int choices_per_prompt;          /* n: choices [k*n, (k+1)*n) share prompt k */
-    bool is_chat, stream, include_usage, tools_active;
+    bool is_chat, stream, include_usage;
+    tool_mode tools_mode;
+    json_t *tools;                   /* the request's tools (a reference), for reading forced calls */
     bool want_logprobs;
     int top_logprobs;
     bool cancelled;
