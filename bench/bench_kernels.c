@@ -10,15 +10,61 @@
  * usage: bench_kernels [seconds-per-case (default 0.3)] [--all]
  *   --all also times the scalar reference on prefill shapes (slow).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kernels_impl.h"
 #include "kernels/threadpool.h"
 #include "util/util.h"
 
 typedef struct shape { const char *name; int batch, rows, cols; } shape;
+
+/* Streaming read of a buffer, split over the pool: the memory bandwidth a
+ * GEMV can hope for. */
+typedef struct read_job { const uint64_t *p; size_t words_per_task; uint64_t sum[256]; } read_job;
+
+static void read_task(void *ctx, int task, int thread)
+{
+    (void)thread;
+    read_job *j = ctx;
+    const uint64_t *p = j->p + (size_t)task * j->words_per_task;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i < j->words_per_task; i += 4) {
+        a += p[i];
+        b ^= p[i + 1];
+        c += p[i + 2];
+        d ^= p[i + 3];
+    }
+    j->sum[task] = a + b + c + d;
+}
+
+static void bench_read(double secs)
+{
+    const size_t bytes = (size_t)1 << 30, tasks = 64;
+    uint64_t *buf = ci_malloc(bytes);
+    memset(buf, 1, bytes);
+    read_job *j = ci_calloc(1, sizeof *j);
+    j->p = buf;
+    j->words_per_task = bytes / 8 / tasks;
+    for (int thr = 1; thr <= 2; thr++) {
+        ci_threadpool_set_threads(thr);
+        ci_parallel_for((int)tasks, read_task, j);
+        int calls = 0;
+        double t0 = ci_now_seconds(), el;
+        do {
+            ci_parallel_for((int)tasks, read_task, j);
+            calls++;
+            el = ci_now_seconds() - t0;
+        } while (el < secs || calls < 2);
+        printf("%-26s %-5s %-18s %3d %10.3f %9s %8.1f\n", "memory read 1 GiB", "-", "stream", thr,
+               el / calls * 1e3, "-", (double)bytes * calls / el * 1e-9);
+    }
+    free(j);
+    free(buf);
+}
 
 int main(int argc, char **argv)
 {
@@ -33,10 +79,12 @@ int main(int argc, char **argv)
         { "decode  b=1   3072->1024", 1, 1024, 3072 },
         { "prefill b=128 1024->3072", 128, 3072, 1024 },
         { "prefill b=128 3072->1024", 128, 1024, 3072 },
+        { "prefill b=512 1024->3072", 512, 3072, 1024 },
     };
     const ci_wtype wts[] = { CI_WT_F32, CI_WT_BF16, CI_WT_Q8_0, CI_WT_Q4_0 };
     printf("selected: %s\n", ci_kernels_describe());
     printf("%-26s %-5s %-18s %3s %10s %9s %8s\n", "shape", "wtype", "variant", "thr", "ms/call", "GFLOP/s", "GB/s");
+    bench_read(secs);
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape *s = &shapes[si];
         for (size_t wi = 0; wi < sizeof wts / sizeof wts[0]; wi++) {
@@ -58,7 +106,6 @@ int main(int argc, char **argv)
                 if (!t) continue;
                 if (v == CI_KV_SCALAR && s->batch > 1 && !all) continue;
                 /* variants that share code for this type: skip duplicates */
-                if (wt != CI_WT_BF16 && v == CI_KV_AVX512_BF16) continue;
                 if ((wt == CI_WT_F32 || wt == CI_WT_BF16) && (v == CI_KV_AVX2_VNNI || v == CI_KV_AVX512_VNNI)) continue;
                 for (int thr = 1; thr <= 2; thr++) {
                     ci_threadpool_set_threads(thr);
@@ -87,7 +134,11 @@ int main(int argc, char **argv)
                     pk[c] = ci_pack_weights(1, &wc, &s->rows, wt, s->cols);
                     ok = pk[c] != NULL;
                 }
-                for (int thr = 1; thr <= 2 && ok; thr++) {
+                /* both packed kernels, forced (the default picks by batch) */
+                for (int amx = 0; amx <= 1 && ok; amx++)
+                for (int thr = 1; thr <= 2; thr++) {
+                    if (amx && (s->batch < 2 || !ci_amx_int8_usable())) break;
+                    ci_packed_set_amx_min_batch(amx ? 1 : INT_MAX);
                     ci_threadpool_set_threads(thr);
                     size_t ldy = (size_t)s->rows;
                     ci_matmul_packed(pk[0], &y, &ldy, x, (size_t)s->cols, s->batch);
@@ -100,10 +151,12 @@ int main(int argc, char **argv)
                         el = ci_now_seconds() - t0;
                     } while (el < secs || calls < 3);
                     double per = el / calls;
-                    printf("%-26s %-5s %-18s %3d %10.3f %9.1f %8.1f\n", s->name, ci_wtype_name(wt), "packed-vnni", thr,
-                           per * 1e3, 2.0 * s->batch * s->rows * s->cols / per * 1e-9, (double)wbytes / per * 1e-9);
+                    printf("%-26s %-5s %-18s %3d %10.3f %9.1f %8.1f\n", s->name, ci_wtype_name(wt),
+                           amx ? "packed-amx" : "packed-vnni", thr, per * 1e3,
+                           2.0 * s->batch * s->rows * s->cols / per * 1e-9, (double)wbytes / per * 1e-9);
                     fflush(stdout);
                 }
+                ci_packed_set_amx_min_batch(0);
                 for (int c = 0; c < ncopies; c++)
                     if (pk[c]) ci_packed_free(pk[c]);
                 free(pk);

@@ -16,6 +16,7 @@ int cmd_make_test_model(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 /* Shared helpers for the command implementations (cli_common.c). */
 #include <stdbool.h>

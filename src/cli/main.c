@@ -23,6 +23,7 @@ static const command COMMANDS[] = {
     {"demo", cmd_demo, "render a sample chat with the Qwen3 template and tokenize it"},
     {"bench", cmd_bench, "measure prompt (pp) and generation (tg) tokens/s of a model, like llama-bench"},
     {"models", cmd_models, "list the models of an OpenAI-compatible endpoint (--remote URL)"},
+    {"quantize", cmd_quantize, "quantize a model (HF folder or GGUF) to a GGUF: q8_0, q4_0, q4_k, q6_k, q4_k_m"},
     {"make-test-model", cmd_make_test_model, "write a random-weight Qwen3 (HF folder or GGUF) with the real layout"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

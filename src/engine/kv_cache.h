@@ -6,8 +6,10 @@
  * holds its positions [i*block_size, (i+1)*block_size). Blocks are reference
  * counted so full blocks with identical token prefixes can be shared between
  * sequences (prefix caching, src/engine). Layout inside the pool is
- * [layer][block][kv_head][slot][head_dim], so one head's keys of one block are
- * contiguous — attention walks them linearly.
+ * [layer][block][kv_head][block_size·head_dim], so one head's keys (values) of
+ * one block are contiguous; within that, values are [slot][head_dim] and keys
+ * transposed, [head_dim][slot], so attention's SIMD lanes run over positions
+ * (src/model/qwen3.c writes them, ci_attention reads them).
  *
  * Prefix caching (as vLLM's automatic prefix caching): a full block can be
  * registered under a hash of its tokens chained with its parent block's hash,
@@ -96,7 +98,8 @@ int32_t ci_kv_lookup(const ci_kv_cache *kv, uint64_t hash, int32_t parent, const
  * block holds the same prefix. */
 void ci_kv_register(ci_kv_cache *kv, int32_t block, uint64_t hash, int32_t parent, const int32_t *tokens);
 
-/* Start of the [block_size][head_dim] keys (values) of one head of one block. */
+/* Start of the keys ([head_dim][block_size]) or values ([block_size][head_dim])
+ * of one head of one block. */
 static inline void *ci_kv_k_ptr(const ci_kv_cache *kv, int layer, int32_t block, int head) {
     size_t idx = (((size_t)layer * (size_t)kv->n_blocks + (size_t)block) * (size_t)kv->n_kv_heads + (size_t)head) *
                  (size_t)kv->block_size * (size_t)kv->head_dim;

@@ -51,8 +51,9 @@ const ci_ggml_type_info *ci_ggml_type_get(uint32_t type);
 bool ci_ggml_tensor_bytes(uint32_t type, uint32_t n_dims, const uint64_t *ne, uint64_t *bytes_out);
 
 /* llama.cpp's general.file_type values (LLAMA_FTYPE_*) for the ones cinfer writes. */
-enum { CI_GGUF_FTYPE_ALL_F32 = 0, CI_GGUF_FTYPE_MOSTLY_F16 = 1, CI_GGUF_FTYPE_MOSTLY_Q8_0 = 7,
-       CI_GGUF_FTYPE_MOSTLY_BF16 = 32 };
+enum { CI_GGUF_FTYPE_ALL_F32 = 0, CI_GGUF_FTYPE_MOSTLY_F16 = 1, CI_GGUF_FTYPE_MOSTLY_Q4_0 = 2,
+       CI_GGUF_FTYPE_MOSTLY_Q8_0 = 7, CI_GGUF_FTYPE_MOSTLY_Q4_K_S = 14, CI_GGUF_FTYPE_MOSTLY_Q4_K_M = 15,
+       CI_GGUF_FTYPE_MOSTLY_Q6_K = 18, CI_GGUF_FTYPE_MOSTLY_BF16 = 32 };
 
 /* ----------------------------------------------------- metadata values */
 

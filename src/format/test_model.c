@@ -401,36 +401,27 @@ static uint32_t ggml_type_for(ci_test_model_dtype dtype, uint32_t n_dims) {
     return CI_GGML_F32;
 }
 
-static int write_gguf(const ci_test_model_options *o, cinfer_error *err) {
-    const ci_test_model_shape *s = o->shape;
+int ci_gguf_write_qwen3_metadata(ci_gguf_writer *w, const ci_qwen3_gguf_meta *m, const char *tokenizer_dir,
+                                 cinfer_error *err) {
     vocab v;
-    int rc = vocab_load(o->tokenizer_dir, s->vocab_size, &v, err);
+    int rc = vocab_load(tokenizer_dir, m->vocab_size, &v, err);
     if (rc) return rc;
-    ci_gguf_writer *w = ci_gguf_writer_open(o->out, 0, err);
-    if (!w) {
-        vocab_free(&v);
-        return CINFER_ERR_IO;
-    }
-    static const uint32_t FTYPES[] = {CI_GGUF_FTYPE_ALL_F32, CI_GGUF_FTYPE_MOSTLY_BF16, CI_GGUF_FTYPE_MOSTLY_F16,
-                                      CI_GGUF_FTYPE_MOSTLY_Q8_0};
-    char name[64];
-    snprintf(name, sizeof name, "cinfer test Qwen3 %s", s->name);
     ci_gguf_writer_kv_str(w, "general.architecture", "qwen3", 5);
     ci_gguf_writer_kv_str(w, "general.type", "model", 5);
-    ci_gguf_writer_kv_str(w, "general.name", name, strlen(name));
-    ci_gguf_writer_kv_u32(w, "qwen3.block_count", s->num_layers);
-    ci_gguf_writer_kv_u32(w, "qwen3.context_length", s->max_position_embeddings);
-    ci_gguf_writer_kv_u32(w, "qwen3.embedding_length", s->hidden_size);
-    ci_gguf_writer_kv_u32(w, "qwen3.feed_forward_length", s->intermediate_size);
-    ci_gguf_writer_kv_u32(w, "qwen3.attention.head_count", s->num_heads);
-    ci_gguf_writer_kv_u32(w, "qwen3.attention.head_count_kv", s->num_kv_heads);
-    ci_gguf_writer_kv_f32(w, "qwen3.rope.freq_base", (float)s->rope_theta);
-    ci_gguf_writer_kv_f32(w, "qwen3.attention.layer_norm_rms_epsilon", 1e-6f);
-    ci_gguf_writer_kv_u32(w, "qwen3.attention.key_length", s->head_dim);
-    ci_gguf_writer_kv_u32(w, "qwen3.attention.value_length", s->head_dim);
-    ci_gguf_writer_kv_u32(w, "general.file_type", FTYPES[o->dtype]);
+    ci_gguf_writer_kv_str(w, "general.name", m->name, strlen(m->name));
+    ci_gguf_writer_kv_u32(w, "qwen3.block_count", m->layers);
+    ci_gguf_writer_kv_u32(w, "qwen3.context_length", m->context_length);
+    ci_gguf_writer_kv_u32(w, "qwen3.embedding_length", m->hidden);
+    ci_gguf_writer_kv_u32(w, "qwen3.feed_forward_length", m->intermediate);
+    ci_gguf_writer_kv_u32(w, "qwen3.attention.head_count", m->heads);
+    ci_gguf_writer_kv_u32(w, "qwen3.attention.head_count_kv", m->kv_heads);
+    ci_gguf_writer_kv_f32(w, "qwen3.rope.freq_base", (float)m->rope_theta);
+    ci_gguf_writer_kv_f32(w, "qwen3.attention.layer_norm_rms_epsilon", (float)m->rms_eps);
+    ci_gguf_writer_kv_u32(w, "qwen3.attention.key_length", m->head_dim);
+    ci_gguf_writer_kv_u32(w, "qwen3.attention.value_length", m->head_dim);
+    ci_gguf_writer_kv_u32(w, "general.file_type", m->file_type);
     ci_gguf_writer_kv_u32(w, "general.quantization_version", 2);
-    ci_gguf_writer_kv_u64(w, "general.seed", o->seed); /* not a llama.cpp key; says which weights these are */
+    if (m->has_seed) ci_gguf_writer_kv_u64(w, "general.seed", m->seed); /* not a llama.cpp key; says which weights these are */
     ci_gguf_writer_kv_str(w, "tokenizer.ggml.model", "gpt2", 4);
     ci_gguf_writer_kv_str(w, "tokenizer.ggml.pre", "qwen2", 5);
     ci_gguf_writer_kv_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v.tokens, v.lens, v.n);
@@ -442,6 +433,28 @@ static int write_gguf(const ci_test_model_options *o, cinfer_error *err) {
     ci_gguf_writer_kv_bool(w, "tokenizer.ggml.add_bos_token", false);
     if (v.chat_template) ci_gguf_writer_kv_str(w, "tokenizer.chat_template", v.chat_template, strlen(v.chat_template));
     vocab_free(&v);
+    return 0;
+}
+
+static int write_gguf(const ci_test_model_options *o, cinfer_error *err) {
+    const ci_test_model_shape *s = o->shape;
+    ci_gguf_writer *w = ci_gguf_writer_open(o->out, 0, err);
+    if (!w) return CINFER_ERR_IO;
+    static const uint32_t FTYPES[] = {CI_GGUF_FTYPE_ALL_F32, CI_GGUF_FTYPE_MOSTLY_BF16, CI_GGUF_FTYPE_MOSTLY_F16,
+                                      CI_GGUF_FTYPE_MOSTLY_Q8_0};
+    char name[64];
+    snprintf(name, sizeof name, "cinfer test Qwen3 %s", s->name);
+    const ci_qwen3_gguf_meta meta = {
+        .name = name, .layers = s->num_layers, .context_length = s->max_position_embeddings,
+        .hidden = s->hidden_size, .intermediate = s->intermediate_size, .heads = s->num_heads,
+        .kv_heads = s->num_kv_heads, .head_dim = s->head_dim, .vocab_size = s->vocab_size,
+        .rope_theta = s->rope_theta, .rms_eps = 1e-6, .file_type = FTYPES[o->dtype], .has_seed = true, .seed = o->seed,
+    };
+    int rc = ci_gguf_write_qwen3_metadata(w, &meta, o->tokenizer_dir, err);
+    if (rc) {
+        ci_gguf_writer_abort(w);
+        return rc;
+    }
 
     ci_test_model_tensor *tensors;
     size_t n = ci_test_model_tensors(o, &tensors);

@@ -30,6 +30,7 @@
 #ifndef CINFER_FORMAT_TEST_MODEL_H
 #define CINFER_FORMAT_TEST_MODEL_H
 
+#include "format/gguf.h"
 #include "util/util.h"
 
 #include <stdbool.h>
@@ -84,6 +85,24 @@ void ci_test_model_fill(uint64_t seed, const ci_test_model_tensor *t, uint64_t s
 /* Validates option combinations (q8_0 only for gguf, shards only for hf, ...). */
 int ci_test_model_check_options(const ci_test_model_options *o, cinfer_error *err);
 int ci_test_model_write(const ci_test_model_options *o, cinfer_error *err);
+
+/* What the GGUF header of a Qwen3 says besides the tokenizer. */
+typedef struct ci_qwen3_gguf_meta {
+    const char *name;          /* general.name */
+    uint32_t layers, context_length, hidden, intermediate, heads, kv_heads, head_dim, vocab_size;
+    double rope_theta, rms_eps;
+    uint32_t file_type;        /* general.file_type (CI_GGUF_FTYPE_*) */
+    bool has_seed;             /* test models: general.seed */
+    uint64_t seed;
+} ci_qwen3_gguf_meta;
+
+/* Writes the metadata of cinfer's Qwen3 GGUF files as llama.cpp's converter
+ * lays it out: architecture and hyper-parameters, file type, and the
+ * tokenizer (vocabulary, token types, merges, special ids) and chat
+ * template read from tokenizer_dir's tokenizer.json + tokenizer_config.json.
+ * Used by make-test-model and `cinfer quantize`. */
+int ci_gguf_write_qwen3_metadata(ci_gguf_writer *w, const ci_qwen3_gguf_meta *m, const char *tokenizer_dir,
+                                 cinfer_error *err);
 
 /* config.json / generation_config.json text in HF's own formatting (for the
  * 0.6b shape, bf16, tied: byte-identical to the real Qwen3-0.6B files).

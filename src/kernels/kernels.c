@@ -31,6 +31,8 @@ const char *ci_wtype_name(ci_wtype wt)
     case CI_WT_BF16: return "bf16";
     case CI_WT_Q8_0: return "q8_0";
     case CI_WT_Q4_0: return "q4_0";
+    case CI_WT_Q4_K: return "q4_k";
+    case CI_WT_Q6_K: return "q6_k";
     default: return "?";
     }
 }
@@ -40,6 +42,7 @@ int ci_wtype_block_size(ci_wtype wt)
     switch (wt) {
     case CI_WT_F32: case CI_WT_F16: case CI_WT_BF16: return 1;
     case CI_WT_Q8_0: case CI_WT_Q4_0: return CI_QK;
+    case CI_WT_Q4_K: case CI_WT_Q6_K: return CI_QK_K;
     default: return 0;
     }
 }
@@ -51,6 +54,8 @@ size_t ci_wtype_block_bytes(ci_wtype wt)
     case CI_WT_F16: case CI_WT_BF16: return 2;
     case CI_WT_Q8_0: return CI_Q8_BYTES;
     case CI_WT_Q4_0: return CI_Q4_BYTES;
+    case CI_WT_Q4_K: return CI_Q4K_BYTES;
+    case CI_WT_Q6_K: return CI_Q6K_BYTES;
     default: return 0;
     }
 }
@@ -210,6 +215,8 @@ int ci_quantize_row(void *dst, ci_wtype wt, const float *src, size_t n)
         return 0;
     case CI_WT_Q8_0: ci_quantize_row_q8_0(dst, src, n); return 0;
     case CI_WT_Q4_0: ci_quantize_row_q4_0(dst, src, n); return 0;
+    case CI_WT_Q4_K: ci_quantize_row_q4_K(dst, src, n); return 0;
+    case CI_WT_Q6_K: ci_quantize_row_q6_K(dst, src, n); return 0;
     default: return -1;
     }
 }
@@ -241,6 +248,8 @@ int ci_dequantize_row(float *dst, const void *src, ci_wtype wt, size_t n)
             }
         }
         return 0;
+    case CI_WT_Q4_K: ci_dequantize_q4_K(dst, p, n); return 0;
+    case CI_WT_Q6_K: ci_dequantize_q6_K(dst, p, n); return 0;
     default: return -1;
     }
 }
@@ -289,9 +298,8 @@ static void init_once(void)
     g_have[CI_KV_SCALAR] = 1;
     if (avx2) { ci_kernels_fill_avx2(&g_tables[CI_KV_AVX2], 0); g_have[CI_KV_AVX2] = 1; }
     if (avxvnni) { ci_kernels_fill_avx2(&g_tables[CI_KV_AVX2_VNNI], 1); g_have[CI_KV_AVX2_VNNI] = 1; }
-    if (avx512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512], 0, 0); g_have[CI_KV_AVX512] = 1; }
-    if (vnni512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512_VNNI], 1, 0); g_have[CI_KV_AVX512_VNNI] = 1; }
-    if (bf16) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512_BF16], 1, 1); g_have[CI_KV_AVX512_BF16] = 1; }
+    if (avx512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512], 0); g_have[CI_KV_AVX512] = 1; }
+    if (vnni512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512_VNNI], 1); g_have[CI_KV_AVX512_VNNI] = 1; }
 
     int cap = 3;
     const char *env = getenv("CINFER_CPU");
@@ -309,13 +317,10 @@ static void init_once(void)
         g_amx_int8 = amx & 1;
         g_amx_bf16 = (amx & 2) && bf16;
     }
-    const char *bf = getenv("CINFER_BF16");
-    int fast_bf16 = bf && !strcmp(bf, "fast");
 
     ci_kvariant pick = CI_KV_SCALAR;
     if (cap >= 2 && g_have[CI_KV_AVX512])
-        pick = fast_bf16 && g_have[CI_KV_AVX512_BF16] ? CI_KV_AVX512_BF16
-             : g_have[CI_KV_AVX512_VNNI] ? CI_KV_AVX512_VNNI : CI_KV_AVX512;
+        pick = g_have[CI_KV_AVX512_VNNI] ? CI_KV_AVX512_VNNI : CI_KV_AVX512;
     else if (cap >= 1 && g_have[CI_KV_AVX2])
         pick = g_have[CI_KV_AVX2_VNNI] ? CI_KV_AVX2_VNNI : CI_KV_AVX2;
     g_cur = &g_tables[pick];
@@ -420,6 +425,8 @@ static void *scratch_get(size_t n)
     return s->p;
 }
 
+void *ci_kernels_scratch(size_t n) { return scratch_get(n); }
+
 typedef struct mm_job {
     const ci_kernel_table *t;
     ci_mm_args a;
@@ -452,12 +459,8 @@ static void prep_task(void *ctx, int task, int thread)
         uint8_t *dst = j->xq + (size_t)b * j->a.xq_stride;
         if (j->t->xprep[j->wt] == CI_XPREP_Q8_0)
             j->t->quantize_q8_0(dst, xr, (size_t)j->a.cols);
-        else {
-            for (int k = 0; k < j->a.cols; k++) {
-                uint16_t h = ci_fp32_to_bf16(xr[k]);
-                memcpy(dst + 2 * (size_t)k, &h, 2);
-            }
-        }
+        else
+            ci_quantize_row_q8_K(dst, xr, (size_t)j->a.cols);
     }
 }
 
@@ -481,7 +484,7 @@ void ci_matmul_with(const ci_kernel_table *t, float *y, size_t ldy, const float 
     int nthreads = ci_threadpool_threads();
     if (t->xprep[wt] != CI_XPREP_NONE) {
         size_t stride = t->xprep[wt] == CI_XPREP_Q8_0 ? (size_t)cols / CI_QK * CI_Q8_BYTES
-                                                       : (size_t)cols * 2;
+                                                       : (size_t)cols / CI_QK_K * CI_Q8K_BYTES;
         stride = (stride + 63) & ~(size_t)63;
         j.xq = scratch_get(stride * (size_t)batch);
         j.a.xq = j.xq;
@@ -517,77 +520,89 @@ void ci_matmul(float *y, size_t ldy, const float *x, size_t ldx, int batch,
 
 /* ---------------------------------------------------------- packed weights */
 
-static int pack_enabled(void)
+static int pack_env_enabled(void)
 {
-    const ci_kernel_table *t = cur();
-    if (t != &g_tables[CI_KV_AVX512_VNNI] && t != &g_tables[CI_KV_AVX512_BF16]) return 0;
     const char *env = getenv("CINFER_PACK");
     return !(env && !strcmp(env, "0"));
+}
+
+static int pack_enabled(void)
+{
+    return cur() == &g_tables[CI_KV_AVX512_VNNI] && pack_env_enabled();
 }
 
 typedef struct pack_job {
     ci_packed *p;
     const void *const *w;
-    int rows_per_task;
 } pack_job;
 
-static void pack_task(void *ctx, int task, int thread)
+/* One group of 16 rows into the layout of kernels_impl.h; rows past the
+ * segment's end are zero weights (u8 128) with zero scales. */
+static void pack_task(void *ctx, int g, int thread)
 {
     (void)thread;
     const pack_job *j = ctx;
     ci_packed *p = j->p;
-    int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > p->rows) r1 = p->rows;
+    int s = 0;
+    while (s + 1 < p->n_seg && g >= p->seg_group[s + 1]) s++;
+    const int r0 = (g - p->seg_group[s]) * CI_PK_GROUP;
+    const int seg_rows = p->seg_start[s + 1] - p->seg_start[s];
     const size_t rb = (size_t)p->nb * CI_Q8_BYTES;
-    for (int r = r0; r < r1; r++) {
-        int s = 0;
-        while (s + 1 < p->n_seg && r >= p->seg_start[s + 1]) s++;
-        const uint8_t *src = (const uint8_t *)j->w[s] + (size_t)(r - p->seg_start[s]) * rb;
-        uint8_t *q = p->q + (size_t)r * p->qstride;
-        uint16_t *d = p->d + (size_t)r * p->dstride;
-        memset(q, 0x80, p->qstride);
-        memset(d, 0, p->dstride * sizeof(uint16_t));
-        for (int b = 0; b < p->nb; b++) {
-            const uint8_t *blk = src + (size_t)b * CI_Q8_BYTES;
-            d[b] = ci_ld_u16(blk);
-            for (int k = 0; k < CI_QK; k++) q[(size_t)b * CI_QK + k] = (uint8_t)(blk[2 + k] ^ 0x80);
+    uint8_t *q = p->q + (size_t)g * p->qstride;
+    uint16_t *d = (uint16_t *)(q + (size_t)p->nb * CI_PK_QBLK);
+    memset(q, 0, p->qstride);
+    for (int n = 0; n < CI_PK_GROUP; n++) {
+        const uint8_t *src = r0 + n < seg_rows ? (const uint8_t *)j->w[s] + (size_t)(r0 + n) * rb : NULL;
+        for (int i = 0; i < p->nb; i++) {
+            const uint8_t *blk = src ? src + (size_t)i * CI_Q8_BYTES : NULL;
+            uint8_t *tile = q + (size_t)i * CI_PK_QBLK;
+            /* k-quad kq is tile row kq; output row n is its 4-byte column */
+            for (int kq = 0; kq < CI_QK / 4; kq++) {
+                uint32_t v = 0;
+                if (blk) memcpy(&v, blk + 2 + 4 * kq, 4);
+                v ^= 0x80808080u;
+                memcpy(tile + kq * 64 + n * 4, &v, 4);
+            }
+            d[(size_t)i * CI_PK_GROUP + n] = blk ? ci_ld_u16(blk) : 0;
         }
     }
 }
 
 ci_packed *ci_pack_weights(int n_seg, const void *const *w, const int *rows, ci_wtype wt, int cols)
 {
-    if (wt == CI_WT_BF16) return ci_pack_weights_bf16(n_seg, w, rows, cols);
+    if (wt == CI_WT_BF16) return pack_env_enabled() ? ci_pack_weights_bf16(n_seg, w, rows, cols) : NULL;
     if (wt != CI_WT_Q8_0 || n_seg < 1 || n_seg > CI_PK_MAX_SEG || cols <= 0 || cols % CI_QK) return NULL;
     if (!pack_enabled()) return NULL;
-    int total = 0;
+    int total = 0, groups = 0;
     for (int s = 0; s < n_seg; s++) {
-        if (rows[s] <= 0 || (s + 1 < n_seg && rows[s] % 4)) return NULL;
+        if (rows[s] <= 0 || rows[s] > INT32_MAX - CI_PK_GROUP - total) return NULL;
         total += rows[s];
+        groups += (rows[s] + CI_PK_GROUP - 1) / CI_PK_GROUP;
     }
     ci_packed *p = ci_calloc(1, sizeof *p);
     p->wt = CI_WT_Q8_0;
     p->rows = total;
     p->cols = cols;
     p->nb = cols / CI_QK;
-    p->np = (p->nb + 1) / 2;
     p->n_seg = n_seg;
-    for (int s = 0, r = 0; s <= n_seg; s++) {
+    for (int s = 0, r = 0, g = 0; s <= n_seg; s++) {
         p->seg_start[s] = r;
-        if (s < n_seg) r += rows[s];
+        p->seg_group[s] = g;
+        if (s < n_seg) {
+            r += rows[s];
+            g += (rows[s] + CI_PK_GROUP - 1) / CI_PK_GROUP;
+        }
     }
-    p->qstride = (size_t)p->np * 64;
-    p->dstride = ((size_t)p->nb + 15) / 16 * 16;
-    size_t qbytes = p->qstride * (size_t)total, dbytes = p->dstride * sizeof(uint16_t) * (size_t)total;
-    p->bytes = qbytes + dbytes;
-    if (posix_memalign(&p->mem, 64, p->bytes) != 0) {
+    /* quants, then 16 fp16 scales per block, rounded up to whole lines */
+    p->qstride = (size_t)p->nb * CI_PK_QBLK + (((size_t)p->nb * CI_PK_GROUP * 2 + 63) & ~(size_t)63);
+    if (ci_mul_overflow(p->qstride, (size_t)groups, &p->bytes) ||
+        posix_memalign(&p->mem, 64, p->bytes) != 0) {
         free(p);
         return NULL;
     }
     p->q = p->mem;
-    p->d = (uint16_t *)((uint8_t *)p->mem + qbytes);
-    pack_job j = { .p = p, .w = w, .rows_per_task = 256 };
-    ci_parallel_for((total + 255) / 256, pack_task, &j);
+    pack_job j = { .p = p, .w = w };
+    ci_parallel_for(groups, pack_task, &j);
     return p;
 }
 
@@ -600,11 +615,20 @@ void ci_packed_free(ci_packed *p)
 
 size_t ci_packed_bytes(const ci_packed *p) { return p ? p->bytes : 0; }
 
+/* Batch from which products use AMX (when usable); 0 = the default. */
+static int g_amx_min_batch;
+#define PK_AMX_MIN_BATCH_DEFAULT 5 /* measured crossover with the VNNI kernel: 4-5 rows */
+
+void ci_packed_set_amx_min_batch(int n) { g_amx_min_batch = n > 0 ? n : 0; }
+
+/* Groups per matmul task: AMX tasks are whole L2 chunks of weights. */
+#define PK_AMX_TASK_GROUPS 8
+
 typedef struct pk_job {
     ci_pk_args a;
     const float *x;
     size_t ldx;
-    int rows, rows_per_task, rows_per_prep_task;
+    int groups, groups_per_task, rows_per_prep_task, amx;
     uint8_t *xq8;       /* per prep task: one Q8_0 row */
     size_t xq8_stride;
 } pk_job;
@@ -614,12 +638,13 @@ static void pk_prep_task(void *ctx, int task, int thread)
     (void)thread;
     pk_job *j = ctx;
     const ci_packed *p = j->a.p;
+    const int padded = j->amx ? (j->a.batch + CI_PK_GROUP - 1) / CI_PK_GROUP * CI_PK_GROUP : j->a.batch;
     int b0 = task * j->rows_per_prep_task, b1 = b0 + j->rows_per_prep_task;
-    if (b1 > j->a.batch) b1 = j->a.batch;
+    if (b1 > padded) b1 = padded;
     uint8_t *tmp = j->xq8 + (size_t)task * j->xq8_stride;
     for (int b = b0; b < b1; b++) {
-        cur()->quantize_q8_0(tmp, j->x + (size_t)b * j->ldx, (size_t)p->cols);
-        ci_pk_prep_vnni((uint8_t *)j->a.xp + (size_t)b * j->a.xstride, tmp, p->nb);
+        if (b < j->a.batch) cur()->quantize_q8_0(tmp, j->x + (size_t)b * j->ldx, (size_t)p->cols);
+        ci_pk_prep_row((uint8_t *)j->a.xp, p->nb, b, b < j->a.batch ? tmp : NULL);
     }
 }
 
@@ -627,9 +652,11 @@ static void pk_mm_task(void *ctx, int task, int thread)
 {
     (void)thread;
     const pk_job *j = ctx;
-    int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > j->rows) r1 = j->rows;
-    if (r0 < r1) ci_pk_mm_vnni(&j->a, r0, r1);
+    int g0 = task * j->groups_per_task, g1 = g0 + j->groups_per_task;
+    if (g1 > j->groups) g1 = j->groups;
+    if (g0 >= g1) return;
+    if (j->amx) ci_pk_mm_amx(&j->a, g0, g1);
+    else ci_pk_mm_vnni(&j->a, g0, g1);
 }
 
 void ci_matmul_packed(const ci_packed *p, float *const *y, const size_t *ldy, const float *x, size_t ldx, int batch)
@@ -639,7 +666,7 @@ void ci_matmul_packed(const ci_packed *p, float *const *y, const size_t *ldy, co
         ci_matmul_packed_bf16(p, y, ldy, x, ldx, batch);
         return;
     }
-    pk_job j = { .x = x, .ldx = ldx, .rows = p->rows };
+    pk_job j = { .x = x, .ldx = ldx, .groups = p->seg_group[p->n_seg] };
     j.a.p = p;
     j.a.batch = batch;
     for (int s = 0; s < p->n_seg; s++) {
@@ -647,26 +674,28 @@ void ci_matmul_packed(const ci_packed *p, float *const *y, const size_t *ldy, co
         j.a.ldy[s] = ldy[s];
     }
     int nthreads = ci_threadpool_threads();
-    j.a.xstride = (size_t)p->np * CI_PK_XPAIR;
+    const int min_amx = g_amx_min_batch ? g_amx_min_batch : PK_AMX_MIN_BATCH_DEFAULT;
+    j.amx = batch >= min_amx && ci_amx_int8_usable();
+    /* x records cover whole tiles of 16 batch rows; the tile loads read the
+     * padding rows (zeros), the VNNI kernel never does */
+    const int padded = j.amx ? (batch + CI_PK_GROUP - 1) / CI_PK_GROUP * CI_PK_GROUP : batch;
     int ptasks = batch >= 16 && nthreads > 1 ? nthreads : 1;
-    j.rows_per_prep_task = (batch + ptasks - 1) / ptasks;
-    ptasks = (batch + j.rows_per_prep_task - 1) / j.rows_per_prep_task;
+    j.rows_per_prep_task = (padded + ptasks - 1) / ptasks;
+    ptasks = (padded + j.rows_per_prep_task - 1) / j.rows_per_prep_task;
     j.xq8_stride = ((size_t)p->nb * CI_Q8_BYTES + 63) & ~(size_t)63;
-    uint8_t *buf = scratch_get(j.a.xstride * (size_t)batch + j.xq8_stride * (size_t)ptasks);
+    const size_t xbytes = (size_t)((batch + CI_PK_GROUP - 1) / CI_PK_GROUP) * (size_t)p->nb * CI_PK_XREC;
+    uint8_t *buf = scratch_get(xbytes + j.xq8_stride * (size_t)ptasks);
     j.a.xp = buf;
-    j.xq8 = buf + j.a.xstride * (size_t)batch;
+    j.xq8 = buf + xbytes;
     ci_parallel_for(ptasks, pk_prep_task, &j);
 
     double work = (double)batch * p->rows * p->cols;
     int ntasks = 1;
-    if (nthreads > 1 && work >= 65536.0) {
-        int quanta = (p->rows + MM_ROW_QUANTUM - 1) / MM_ROW_QUANTUM;
-        ntasks = nthreads * 4;
-        if (ntasks > quanta) ntasks = quanta;
-    }
-    int per = (p->rows + ntasks - 1) / ntasks;
-    per = (per + MM_ROW_QUANTUM - 1) / MM_ROW_QUANTUM * MM_ROW_QUANTUM;
-    j.rows_per_task = per;
-    ntasks = (p->rows + per - 1) / per;
+    if (nthreads > 1 && work >= 65536.0) ntasks = j.amx ? (j.groups + PK_AMX_TASK_GROUPS - 1) / PK_AMX_TASK_GROUPS
+                                                        : nthreads * 4;
+    if (ntasks > j.groups) ntasks = j.groups;
+    if (ntasks < 1) ntasks = 1;
+    j.groups_per_task = (j.groups + ntasks - 1) / ntasks;
+    ntasks = (j.groups + j.groups_per_task - 1) / j.groups_per_task;
     ci_parallel_for(ntasks, pk_mm_task, &j);
 }

@@ -186,6 +186,8 @@ static void quantize_q8_0(void *dst, const float *src, size_t n)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 
+#include "kernels/kernels_kq_avx2.inc"
+
 /* ---- vector kernels ---- */
 
 static float dot_f32(const float *a, const float *b, int n)
@@ -280,13 +282,60 @@ static void rope_neox(float *v, int head_dim, const float *c, const float *s)
     }
 }
 
+/* ---- attention (kernels_attn_simd.inc) ---- */
+
+CI_AI float hmax8(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+typedef __m256 at_v;
+#define AT_VL 8
+#define AT_LD(p) _mm256_loadu_ps(p)
+#define AT_ST(p, v) _mm256_storeu_ps((p), (v))
+#define AT_LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#define AT_SET1(x) _mm256_set1_ps(x)
+#define AT_ZERO() _mm256_setzero_ps()
+#define AT_ADD(a, b) _mm256_add_ps((a), (b))
+#define AT_SUB(a, b) _mm256_sub_ps((a), (b))
+#define AT_MUL(a, b) _mm256_mul_ps((a), (b))
+#define AT_MAX(a, b) _mm256_max_ps((a), (b))
+#define AT_MIN(a, b) _mm256_min_ps((a), (b))
+#define AT_ROUND(v) _mm256_round_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define AT_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define AT_POW2(n) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
+#define AT_ZERO_BELOW(y, x, c) _mm256_andnot_ps(_mm256_cmp_ps((x), _mm256_set1_ps(c), _CMP_LT_OQ), (y))
+#define AT_HSUM(v) hsum8(v)
+#define AT_HMAX(v) hmax8(v)
+#define AT_QR 4
+#define AT_QJ 2
+#define AT_PR 4
+#define AT_PD 2
+#define AT_NAME attention_avx2
+#include "kernels/kernels_attn_simd.inc"
+
+/* vcvtps2ph rounds to nearest even, overflows to inf and quiets NaN keeping
+ * the top payload bits: exactly ci_fp32_to_fp16. */
+static void fp32_to_fp16_row(uint16_t *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = ci_fp32_to_fp16(src[i]);
+}
+
 void ci_kernels_fill_avx2(ci_kernel_table *t, int vnni)
 {
     *t = (ci_kernel_table){
         .name = vnni ? "avx2+vnni" : "avx2",
         .matmul = { mm_f32, mm_f16, mm_bf16,
-                    vnni ? mm_q8_0_vnni : mm_q8_0_novnni, vnni ? mm_q4_0_vnni : mm_q4_0_novnni },
-        .xprep = { CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_Q8_0, CI_XPREP_Q8_0 },
+                    vnni ? mm_q8_0_vnni : mm_q8_0_novnni, vnni ? mm_q4_0_vnni : mm_q4_0_novnni,
+                    mm_q4_K, mm_q6_K },
+        .xprep = { CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_Q8_0, CI_XPREP_Q8_0,
+                   CI_XPREP_Q8_K, CI_XPREP_Q8_K },
         .quantize_q8_0 = quantize_q8_0,
         .dot_f32 = dot_f32,
         .axpy_f32 = axpy_f32,
@@ -297,6 +346,8 @@ void ci_kernels_fill_avx2(ci_kernel_table *t, int vnni)
         .softmax = ci_softmax_scalar,
         .add = add,
         .rope_neox = rope_neox,
+        .attention = attention_avx2,
+        .fp32_to_fp16_row = fp32_to_fp16_row,
     };
 }
 

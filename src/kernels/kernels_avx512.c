@@ -1,6 +1,6 @@
 /*
  * kernels_avx512.c — AVX-512 (F/BW/VL/DQ) kernels, plus the AVX512-VNNI int8
- * matmuls and the AVX512-BF16 matmul for BF16 weights.
+ * matmuls. (Packed BF16 weights have their own file, kernels_bf16_packed.c.)
  *
  * Compiled per section with `#pragma GCC target`; reached only through the
  * tables ci_kernels_init builds after checking the CPU (and the OS's zmm
@@ -195,60 +195,9 @@ static void quantize_q8_0(void *dst, const float *src, size_t n)
 #undef CI_QVNNI
 #pragma GCC pop_options
 
-/* ---- BF16 weights with AVX512-BF16 (opt-in fast path) ----
- * x is rounded to bf16 (RNE, by ci_matmul) and vdpbf16ps accumulates pairs
- * of exact bf16 products into fp32. Versus the fp32 reference the extra
- * error per output is ≤ 2^-8·Σ|x_k·w_k| from rounding x (8 significant bits) (plus fp32 sum
- * order; the instruction also flushes denormal inputs to zero). */
-
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
-
-CI_AI void tile_bf(int RW, int BX, const ci_mm_args *a, int r, int b)
-{
-    const int cols = a->cols;
-    const uint8_t *wp[F_RW], *xp[F_BX];
-    __m512 acc[F_RW][F_BX];
-#pragma GCC unroll 4
-    for (int i = 0; i < RW; i++) wp[i] = a->w + (size_t)(r + i) * a->w_stride;
-#pragma GCC unroll 4
-    for (int j = 0; j < BX; j++) xp[j] = a->xq + (size_t)(b + j) * a->xq_stride;
-#pragma GCC unroll 4
-    for (int i = 0; i < RW; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < BX; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int k = 0; k < cols; k += 32) {
-        /* 32 bf16 per step; the masked tail reads zeros past the row */
-        const __mmask32 m = cols - k >= 32 ? 0xffffffffu : (__mmask32)((1u << (cols - k)) - 1);
-        __m512bh wv[F_RW];
-#pragma GCC unroll 4
-        for (int i = 0; i < RW; i++) wv[i] = (__m512bh)_mm512_maskz_loadu_epi16(m, wp[i] + (size_t)k * 2);
-#pragma GCC unroll 4
-        for (int j = 0; j < BX; j++) {
-            __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, xp[j] + (size_t)k * 2);
-#pragma GCC unroll 4
-            for (int i = 0; i < RW; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], xv);
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < RW; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < BX; j++) a->y[(size_t)(b + j) * a->ldy + r + i] = hsum16(acc[i][j]);
-}
-
-static void mm_bf16_fast(const ci_mm_args *a, int r0, int r1)
-{
-    for (int r = r0; r < r1; r += F_RW) {
-        const int rw = r1 - r < F_RW ? r1 - r : F_RW;
-        for (int b = 0; b < a->batch; b += F_BX) {
-            const int bx = a->batch - b < F_BX ? a->batch - b : F_BX;
-#define CALL_B(R, B) tile_bf(R, B, a, r, b)
-            TILE_SWITCH(CALL_B, 4, 4, rw, bx)
-#undef CALL_B
-        }
-    }
-}
-
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
+#include "kernels/kernels_kq_avx512.inc"
 #pragma GCC pop_options
 
 /* ---- vector kernels ---- */
@@ -347,14 +296,52 @@ static void rope_neox(float *v, int head_dim, const float *c, const float *s)
     }
 }
 
-void ci_kernels_fill_avx512(ci_kernel_table *t, int vnni, int bf16)
+/* ---- attention (kernels_attn_simd.inc) ---- */
+
+typedef __m512 at_v;
+#define AT_VL 16
+#define AT_LD(p) _mm512_loadu_ps(p)
+#define AT_ST(p, v) _mm512_storeu_ps((p), (v))
+#define AT_LDH(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+#define AT_SET1(x) _mm512_set1_ps(x)
+#define AT_ZERO() _mm512_setzero_ps()
+#define AT_ADD(a, b) _mm512_add_ps((a), (b))
+#define AT_SUB(a, b) _mm512_sub_ps((a), (b))
+#define AT_MUL(a, b) _mm512_mul_ps((a), (b))
+#define AT_MAX(a, b) _mm512_max_ps((a), (b))
+#define AT_MIN(a, b) _mm512_min_ps((a), (b))
+#define AT_ROUND(v) _mm512_roundscale_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define AT_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define AT_POW2(n) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
+#define AT_ZERO_BELOW(y, x, c) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((x), _mm512_set1_ps(c), _CMP_NLT_UQ), (y))
+#define AT_HSUM(v) hsum16(v)
+#define AT_HMAX(v) _mm512_reduce_max_ps(v)
+#define AT_QR 4
+#define AT_QJ 4
+#define AT_PR 4
+#define AT_PD 4
+#define AT_NAME attention_avx512
+#include "kernels/kernels_attn_simd.inc"
+
+/* vcvtps2ph rounds to nearest even, overflows to inf and quiets NaN keeping
+ * the top payload bits: exactly ci_fp32_to_fp16. */
+static void fp32_to_fp16_row(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : tailmask((int)(n - i));
+        _mm256_mask_storeu_epi16(dst + i, m, _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, src + i), _MM_FROUND_TO_NEAREST_INT));
+    }
+}
+
+void ci_kernels_fill_avx512(ci_kernel_table *t, int vnni)
 {
     *t = (ci_kernel_table){
-        .name = bf16 ? "avx512+bf16+vnni" : vnni ? "avx512+vnni" : "avx512",
-        .matmul = { mm_f32, mm_f16, bf16 ? mm_bf16_fast : mm_bf16,
-                    vnni ? mm_q8_0_vnni : mm_q8_0_novnni, vnni ? mm_q4_0_vnni : mm_q4_0_novnni },
-        .xprep = { CI_XPREP_NONE, CI_XPREP_NONE, bf16 ? CI_XPREP_BF16 : CI_XPREP_NONE,
-                   CI_XPREP_Q8_0, CI_XPREP_Q8_0 },
+        .name = vnni ? "avx512+vnni" : "avx512",
+        .matmul = { mm_f32, mm_f16, mm_bf16,
+                    vnni ? mm_q8_0_vnni : mm_q8_0_novnni, vnni ? mm_q4_0_vnni : mm_q4_0_novnni,
+                    mm_q4_K, mm_q6_K },
+        .xprep = { CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_NONE,
+                   CI_XPREP_Q8_0, CI_XPREP_Q8_0, CI_XPREP_Q8_K, CI_XPREP_Q8_K },
         .quantize_q8_0 = quantize_q8_0,
         .dot_f32 = dot_f32,
         .axpy_f32 = axpy_f32,
@@ -365,6 +352,8 @@ void ci_kernels_fill_avx512(ci_kernel_table *t, int vnni, int bf16)
         .softmax = ci_softmax_scalar,
         .add = add,
         .rope_neox = rope_neox,
+        .attention = attention_avx512,
+        .fp32_to_fp16_row = fp32_to_fp16_row,
     };
 }
 

@@ -32,8 +32,11 @@ static void mm_f32(const ci_mm_args *a, int r0, int r1) { mm_float(a, r0, r1, CI
 static void mm_f16(const ci_mm_args *a, int r0, int r1) { mm_float(a, r0, r1, CI_WT_F16); }
 static void mm_bf16(const ci_mm_args *a, int r0, int r1) { mm_float(a, r0, r1, CI_WT_BF16); }
 
-/* Quantized weights against Q8_0-quantized x, as ggml's scalar vec_dot:
- * exact int32 block sums, each scaled by (d_w·d_x) and summed in fp32. */
+/* Quantized weights against Q8_0-quantized x: exact int32 block sums; THE
+ * definition (kernels.h) accumulates s = fmaf((float)isum, d_w·d_x, s) over
+ * blocks in order. d_w·d_x (fp16 × fp16) is exact in fp32 and the explicit
+ * fmaf rounds once per block, so the packed SIMD kernels can reproduce it
+ * bit for bit (kernels_packed.c). */
 static void mm_q8_0(const ci_mm_args *a, int r0, int r1)
 {
     const int nb = a->cols / CI_QK;
@@ -46,7 +49,7 @@ static void mm_q8_0(const ci_mm_args *a, int r0, int r1)
                 const uint8_t *wb = w + (size_t)i * CI_Q8_BYTES, *xb = x + (size_t)i * CI_Q8_BYTES;
                 int isum = 0;
                 for (int j = 0; j < CI_QK; j++) isum += (int8_t)wb[2 + j] * (int8_t)xb[2 + j];
-                s += (float)isum * (ci_fp16_to_fp32(ci_ld_u16(wb)) * ci_fp16_to_fp32(ci_ld_u16(xb)));
+                s = fmaf((float)isum, ci_fp16_to_fp32(ci_ld_u16(wb)) * ci_fp16_to_fp32(ci_ld_u16(xb)), s);
             }
             a->y[(size_t)b * a->ldy + r] = s;
         }
@@ -68,7 +71,75 @@ static void mm_q4_0(const ci_mm_args *a, int r0, int r1)
                     isum += ((wb[2 + j] & 0xf) - 8) * (int8_t)xb[2 + j];
                     isum += ((wb[2 + j] >> 4) - 8) * (int8_t)xb[2 + j + CI_QK / 2];
                 }
-                s += (float)isum * (ci_fp16_to_fp32(ci_ld_u16(wb)) * ci_fp16_to_fp32(ci_ld_u16(xb)));
+                s = fmaf((float)isum, ci_fp16_to_fp32(ci_ld_u16(wb)) * ci_fp16_to_fp32(ci_ld_u16(xb)), s);
+            }
+            a->y[(size_t)b * a->ldy + r] = s;
+        }
+    }
+}
+
+/* K-quant weights against Q8_K-quantized x, as ggml's vec_dot_q4_K_q8_K /
+ * q6_K_q8_K: per super-block the scale-weighted sub-block dots (and the
+ * Q4_K min term, from x's 16-element sums) are exact int32s; each is
+ * scaled by its fp32 factor and summed in fp32. */
+static void mm_q4_K(const ci_mm_args *a, int r0, int r1)
+{
+    const int nb = a->cols / CI_QK_K;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = a->w + (size_t)r * a->w_stride;
+        for (int b = 0; b < a->batch; b++) {
+            const uint8_t *x = a->xq + (size_t)b * a->xq_stride;
+            float s = 0.0f;
+            for (int i = 0; i < nb; i++) {
+                const uint8_t *wb = w + (size_t)i * CI_Q4K_BYTES, *xb = x + (size_t)i * CI_Q8K_BYTES;
+                const int8_t *xq = (const int8_t *)(xb + 4);
+                uint8_t sm[16];
+                ci_q4k_scales(wb + 4, sm);
+                int dot = 0, mins = 0;
+                for (int c = 0; c < 4; c++) {
+                    int lo = 0, hi = 0;
+                    for (int l = 0; l < 32; l++) {
+                        lo += (wb[16 + 32 * c + l] & 0xf) * xq[64 * c + l];
+                        hi += (wb[16 + 32 * c + l] >> 4) * xq[64 * c + 32 + l];
+                    }
+                    dot += sm[2 * c] * lo + sm[2 * c + 1] * hi;
+                }
+                for (int j = 0; j < 8; j++)
+                    mins += sm[8 + j] * ((int16_t)ci_ld_u16(xb + CI_Q8K_BSUMS + 4 * j) +
+                                         (int16_t)ci_ld_u16(xb + CI_Q8K_BSUMS + 4 * j + 2));
+                const float dx = ci_ld_f32(xb);
+                s += (ci_fp16_to_fp32(ci_ld_u16(wb)) * dx) * (float)dot;
+                s -= (ci_fp16_to_fp32(ci_ld_u16(wb + 2)) * dx) * (float)mins;
+            }
+            a->y[(size_t)b * a->ldy + r] = s;
+        }
+    }
+}
+
+static void mm_q6_K(const ci_mm_args *a, int r0, int r1)
+{
+    const int nb = a->cols / CI_QK_K;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *w = a->w + (size_t)r * a->w_stride;
+        for (int b = 0; b < a->batch; b++) {
+            const uint8_t *x = a->xq + (size_t)b * a->xq_stride;
+            float s = 0.0f;
+            for (int i = 0; i < nb; i++) {
+                const uint8_t *wb = w + (size_t)i * CI_Q6K_BYTES, *xb = x + (size_t)i * CI_Q8K_BYTES;
+                const int8_t *xq = (const int8_t *)(xb + 4), *sc = (const int8_t *)(wb + 192);
+                int grp[16] = { 0 };
+                for (int h = 0; h < 2; h++)
+                    for (int l = 0; l < 32; l++) {
+                        const uint8_t lo = wb[64 * h + l], hi = wb[64 * h + 32 + l], qh = wb[128 + 32 * h + l];
+                        const int e = 128 * h + l;
+                        grp[e / 16] += (((lo & 0xf) | ((qh & 3) << 4)) - 32) * xq[e];
+                        grp[(e + 32) / 16] += (((hi & 0xf) | (((qh >> 2) & 3) << 4)) - 32) * xq[e + 32];
+                        grp[(e + 64) / 16] += (((lo >> 4) | (((qh >> 4) & 3) << 4)) - 32) * xq[e + 64];
+                        grp[(e + 96) / 16] += (((hi >> 4) | (((qh >> 6) & 3) << 4)) - 32) * xq[e + 96];
+                    }
+                int dot = 0;
+                for (int g = 0; g < 16; g++) dot += sc[g] * grp[g];
+                s += (ci_fp16_to_fp32(ci_ld_u16(wb + 208)) * ci_ld_f32(xb)) * (float)dot;
             }
             a->y[(size_t)b * a->ldy + r] = s;
         }
@@ -150,8 +221,9 @@ void ci_kernels_fill_scalar(ci_kernel_table *t)
 {
     *t = (ci_kernel_table){
         .name = "scalar",
-        .matmul = { mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0 },
-        .xprep = { CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_Q8_0, CI_XPREP_Q8_0 },
+        .matmul = { mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0, mm_q4_K, mm_q6_K },
+        .xprep = { CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_NONE, CI_XPREP_Q8_0, CI_XPREP_Q8_0,
+                   CI_XPREP_Q8_K, CI_XPREP_Q8_K },
         .quantize_q8_0 = ci_quantize_q8_0_scalar,
         .dot_f32 = dot_f32,
         .axpy_f32 = axpy_f32,
@@ -162,5 +234,7 @@ void ci_kernels_fill_scalar(ci_kernel_table *t)
         .softmax = ci_softmax_scalar,
         .add = add,
         .rope_neox = rope_neox,
+        .attention = ci_attention_scalar,
+        .fp32_to_fp16_row = ci_fp32_to_fp16_row,
     };
 }

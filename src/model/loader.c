@@ -46,6 +46,8 @@ static bool gguf_lookup(const qwen3_checkpoint *ck, const char *name, tensor_ref
     case CI_GGML_BF16: r->type = CI_WT_BF16, r->type_known = true; break;
     case CI_GGML_Q8_0: r->type = CI_WT_Q8_0, r->type_known = true; break;
     case CI_GGML_Q4_0: r->type = CI_WT_Q4_0, r->type_known = true; break;
+    case CI_GGML_Q4_K: r->type = CI_WT_Q4_K, r->type_known = true; break;
+    case CI_GGML_Q6_K: r->type = CI_WT_Q6_K, r->type_known = true; break;
     default: break;
     }
     /* GGUF lists dims innermost first: ne = {in, out}. */
@@ -72,8 +74,8 @@ static int load_matrix(const qwen3_checkpoint *ck, const char *name, uint64_t ro
                         file_name(ck), name, (unsigned long long)r.rows, (unsigned long long)r.cols, r.n_dims,
                         (unsigned long long)rows, (unsigned long long)cols);
     if (ci_row_bytes(r.type, (size_t)cols) == 0)
-        return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s: %llu columns do not fit type %s", file_name(ck), name,
-                        (unsigned long long)cols, r.type_name);
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s: %llu columns are not a multiple of %d, the %s block size",
+                        file_name(ck), name, (unsigned long long)cols, ci_wtype_block_size(r.type), r.type_name);
     *w = (ci_weight){.data = r.data, .type = r.type, .rows = (int)rows, .cols = (int)cols};
     return CINFER_OK;
 }
@@ -163,9 +165,11 @@ static int open_files(qwen3_checkpoint *ck, const char *path, cinfer_error *err)
 }
 
 /* Repacks the matrices for the selected kernels where they have a packed
- * form (ci_pack_weights: Q8_0 on AVX512-VNNI today; CINFER_PACK=0 turns it
- * off). q/k/v and gate/up become one product each. Results are bitwise the
- * same as with the stored layout; a refused pack just keeps that layout. */
+ * form (ci_pack_weights: Q8_0 on AVX512-VNNI, BF16 on AVX-512; CINFER_PACK=0
+ * turns it off). q/k/v and gate/up become one product each. Q8_0 results are
+ * bitwise the scalar reference's whatever the batch (the stored-layout SIMD
+ * kernels differ from it by fp32 summation order); packed BF16 rounds x to bf16
+ * as AMX does (kernels.h). A refused pack just keeps the stored layout. */
 static void pack_weights(qwen3_model *m) {
     for (int l = 0; l < m->hp.n_layers; l++) {
         qwen3_layer *L = &m->w.layers[l];

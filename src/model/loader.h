@@ -5,7 +5,7 @@
  * model.safetensors or sharded model-*.safetensors + index), a single
  * .safetensors file next to its config.json, or a GGUF file written by
  * llama.cpp's converter (arch "qwen3"). Matrices stay in the memory-mapped
- * files in their stored type (BF16, F16, F32, Q8_0, Q4_0); only the small
+ * files in their stored type (BF16, F16, F32, Q8_0, Q4_0, Q4_K, Q6_K); only the small
  * norm vectors are converted to fp32 copies. Every tensor the config implies
  * is checked for presence, shape and type before the model is usable, and
  * errors name the file and the tensor.

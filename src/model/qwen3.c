@@ -5,8 +5,13 @@
  *   h   = x + o_proj(attention(rope(q_norm(q_proj(rms(x)))), rope(k_norm(k_proj(rms(x)))), v_proj(rms(x))))
  *   out = h + down_proj(silu(gate_proj(rms(h))) * up_proj(rms(h)))
  * Matrix products run over the whole batch at once (weights are read once per
- * call, which is what makes batched decode cheap); attention runs per
- * (token, head) over that token's own sequence in the paged cache.
+ * call, which is what makes batched decode cheap). Attention runs per
+ * (chunk, KV head): a chunk is a run of consecutive positions of one
+ * sequence (a prefill piece, or one decode token), and one ci_attention call
+ * serves all its queries and the query heads sharing the KV head, reading
+ * the cache once. Its per-query arithmetic does not depend on the chunking,
+ * so a token's result is bitwise the same in decode, in any prefill split,
+ * mixed with other sequences, on any thread count.
  */
 #include "model/qwen3.h"
 #include "kernels/threadpool.h"
@@ -21,6 +26,37 @@ static float *alloc_floats(size_t n) {
     if (!p) return NULL;
     memset(p, 0, n * sizeof(float));
     return p;
+}
+
+/* Attention chunks aim at this many query rows (tokens × query heads per KV
+ * head): enough that each K/V tile, converted to fp32 once, feeds many FMAs,
+ * small enough that the rows' scores stay in L2 at prefill lengths. */
+#define ATTN_CHUNK_ROWS 64
+/* Contexts up to this length get full-size chunks; longer ones get fewer
+ * tokens per chunk instead of more scratch. */
+#define ATTN_FULL_CHUNK_CONTEXT 4096
+
+static int attn_group(const qwen3_hparams *hp) { return hp->n_heads / hp->n_kv_heads; }
+
+/* Per-thread ci_attention scratch: a single decode token at max_context must
+ * fit; prefill chunks are then sized to what fits (plan_attention). */
+static int attn_scratch_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int max_context, cinfer_error *err) {
+    if (hp->head_dim <= 0 || hp->head_dim > CI_MAX_HEAD_DIM || hp->n_kv_heads <= 0 || hp->n_heads < hp->n_kv_heads ||
+        hp->n_heads % hp->n_kv_heads != 0)
+        return ci_error(err, CINFER_ERR_INVALID, "state: head_dim %d, %d query heads on %d KV heads not supported",
+                        hp->head_dim, hp->n_heads, hp->n_kv_heads);
+    int group = attn_group(hp);
+    int64_t rows = ATTN_CHUNK_ROWS > group ? ATTN_CHUNK_ROWS : group;
+    if (rows > (int64_t)group * max_batch) rows = (int64_t)group * max_batch;
+    int ctx = max_context < ATTN_FULL_CHUNK_CONTEXT ? max_context : ATTN_FULL_CHUNK_CONTEXT;
+    size_t one = ci_attn_scratch_floats(hp->head_dim, group, max_context);
+    size_t chunk = ci_attn_scratch_floats(hp->head_dim, (int)rows, ctx);
+    size_t per = one > chunk ? one : chunk, total;
+    if (per == SIZE_MAX || ci_mul_overflow(per, (size_t)s->n_threads, &total) || total > SIZE_MAX / sizeof(float) / 2)
+        return ci_error(err, CINFER_ERR_NOMEM, "state: attention scratch for context %d overflows", max_context);
+    s->attn_scratch_floats = per;
+    s->attn_scratch = alloc_floats(total);
+    return CINFER_OK;
 }
 
 int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int max_context, cinfer_error *err) {
@@ -41,11 +77,15 @@ int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int
     s->attn_out = alloc_floats(B * qdim);
     s->gate = alloc_floats(B * (size_t)hp->intermediate);
     s->up = alloc_floats(B * (size_t)hp->intermediate);
-    s->scores = alloc_floats((size_t)s->n_threads * (size_t)max_context);
     s->rope_cos = alloc_floats(B * (size_t)hp->head_dim / 2);
     s->rope_sin = alloc_floats(B * (size_t)hp->head_dim / 2);
     s->logit_rows = ci_malloc(B * sizeof(int32_t));
-    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->attn_out || !s->gate || !s->up || !s->scores ||
+    s->attn_chunks = ci_malloc(B * sizeof(qwen3_attn_chunk));
+    if (attn_scratch_init(s, hp, max_batch, max_context, err) != CINFER_OK) {
+        qwen3_state_free(s);
+        return err ? err->code : CINFER_ERR_INVALID;
+    }
+    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->attn_out || !s->gate || !s->up || !s->attn_scratch ||
         !s->rope_cos || !s->rope_sin) {
         qwen3_state_free(s);
         return ci_error(err, CINFER_ERR_NOMEM, "state: cannot allocate scratch for batch %d, context %d", max_batch, max_context);
@@ -62,7 +102,8 @@ void qwen3_state_free(qwen3_state *s) {
     free(s->attn_out);
     free(s->gate);
     free(s->up);
-    free(s->scores);
+    free(s->attn_scratch);
+    free(s->attn_chunks);
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->logit_rows);
@@ -125,9 +166,12 @@ typedef struct attn_job {
     qwen3_state *s;
     const qwen3_batch *b;
     ci_kv_cache *kv;
+    const ci_kernel_table *kt; /* fetched once per forward, not per task */
     int layer;
 } attn_job;
 
+/* Keys go into the block transposed, [head_dim][block_size], so attention's
+ * SIMD lanes run over positions; values stay [block_size][head_dim]. */
 static void store_kv_task(void *ctx, int i, int thread) {
     attn_job *j = ctx;
     const qwen3_hparams *hp = &j->m->hp;
@@ -136,62 +180,128 @@ static void store_kv_task(void *ctx, int i, int thread) {
     const ci_block_table *bt = &j->b->seq_blocks[j->b->seq[i]];
     int pos = j->b->pos[i];
     int32_t block = bt->blocks[pos / kv->block_size];
-    int slot = pos % kv->block_size;
+    size_t slot = (size_t)(pos % kv->block_size), bs = (size_t)kv->block_size;
     for (int h = 0; h < hp->n_kv_heads; h++) {
         const float *k = j->s->k + ((size_t)i * hp->n_kv_heads + h) * d;
         const float *v = j->s->v + ((size_t)i * hp->n_kv_heads + h) * d;
-        uint8_t *kd = (uint8_t *)ci_kv_k_ptr(kv, j->layer, block, h) + (size_t)slot * d * kv->elem_size;
-        uint8_t *vd = (uint8_t *)ci_kv_v_ptr(kv, j->layer, block, h) + (size_t)slot * d * kv->elem_size;
+        void *kd = ci_kv_k_ptr(kv, j->layer, block, h);
+        uint8_t *vd = (uint8_t *)ci_kv_v_ptr(kv, j->layer, block, h) + slot * d * kv->elem_size;
         if (kv->dtype == CI_KV_F32) {
-            memcpy(kd, k, (size_t)d * sizeof(float));
+            for (int e = 0; e < d; e++) ((float *)kd)[(size_t)e * bs + slot] = k[e];
             memcpy(vd, v, (size_t)d * sizeof(float));
         } else {
-            ci_fp32_to_fp16_row((uint16_t *)kd, k, (size_t)d);
-            ci_fp32_to_fp16_row((uint16_t *)vd, v, (size_t)d);
+            uint16_t kh[CI_MAX_HEAD_DIM];
+            j->kt->fp32_to_fp16_row(kh, k, (size_t)d);
+            for (int e = 0; e < d; e++) ((uint16_t *)kd)[(size_t)e * bs + slot] = kh[e];
+            j->kt->fp32_to_fp16_row((uint16_t *)vd, v, (size_t)d);
         }
     }
 }
 
-/* Causal attention of one query head of one token over positions 0..pos of
- * its sequence: softmax(q·K/sqrt(d)) · V, walking the block table. */
+/* Task = (KV head, chunk), head-major: consecutive tasks (on all threads)
+ * read the same head's K/V, which then stays in cache across its chunks;
+ * within a head the chunks go heaviest first (plan_attention), so the last
+ * tasks handed out are small ones. */
 static void attention_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
     const qwen3_hparams *hp = &j->m->hp;
+    const qwen3_state *s = j->s;
     ci_kv_cache *kv = j->kv;
-    int d = hp->head_dim;
-    int i = task / hp->n_heads;
-    int h = task % hp->n_heads;
-    int kvh = h / (hp->n_heads / hp->n_kv_heads);
-    const ci_block_table *bt = &j->b->seq_blocks[j->b->seq[i]];
-    int n_pos = j->b->pos[i] + 1;
-    const float *q = j->s->q + ((size_t)i * hp->n_heads + h) * d;
-    float *scores = j->s->scores + (size_t)thread * j->s->max_context;
-    float scale = 1.0f / sqrtf((float)d);
-    int bs = kv->block_size;
-    /* the selected kernels, fetched once: ci_dot_f32_f16 & co. would do a
-     * pthread_once + indirect call per position (same functions, same bits) */
-    const ci_kernel_table *kt = ci_kernels_current();
+    const qwen3_attn_chunk *c = &s->attn_chunks[task % s->attn_n_chunks];
+    int kvh = task / s->attn_n_chunks;
+    int d = hp->head_dim, group = attn_group(hp);
+    size_t row = (size_t)hp->n_heads * d;
+    size_t head_off = (size_t)c->first * row + (size_t)kvh * group * d;
+    ci_attn_args a = {
+        .head_dim = d,
+        .group = group,
+        .n_tok = c->n_tok,
+        .pos0 = j->b->pos[c->first],
+        .q = s->q + head_off,
+        .q_stride = row,
+        .out = s->attn_out + head_off,
+        .out_stride = row,
+        .scale = 1.0f / sqrtf((float)d),
+        .kv_f32 = kv->dtype == CI_KV_F32,
+        .k = ci_kv_k_ptr(kv, j->layer, 0, kvh),
+        .v = ci_kv_v_ptr(kv, j->layer, 0, kvh),
+        .block_stride = (size_t)kv->n_kv_heads * (size_t)kv->block_size * (size_t)d * kv->elem_size,
+        .blocks = j->b->seq_blocks[j->b->seq[c->first]].blocks,
+        .block_size = kv->block_size,
+        .scratch = s->attn_scratch + (size_t)thread * s->attn_scratch_floats,
+    };
+    j->kt->attention(&a);
+}
 
-    for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bs, bi++) {
-        int n = n_pos - p0 < bs ? n_pos - p0 : bs;
-        const void *kb = ci_kv_k_ptr(kv, j->layer, bt->blocks[bi], kvh);
-        for (int t = 0; t < n; t++) {
-            float dot = kv->dtype == CI_KV_F32 ? kt->dot_f32(q, (const float *)kb + (size_t)t * d, d)
-                                               : kt->dot_f32_f16(q, (const uint16_t *)kb + (size_t)t * d, d);
-            scores[p0 + t] = dot * scale;
+/* Heaviest first, so the dynamic hand-out of ci_parallel_for ends with the
+ * small tasks (causal chunks late in a prompt cost the most). Heapsort: no
+ * allocation, O(n log n) for large decode batches. */
+static void sort_chunks_heaviest_first(qwen3_attn_chunk *c, int n) {
+    /* min-heap on cost, then repeatedly move the minimum to the end */
+    for (int start = n / 2 - 1, end = n;; ) {
+        int root;
+        if (start >= 0) root = start--;
+        else {
+            if (--end <= 0) break;
+            qwen3_attn_chunk t = c[0]; c[0] = c[end]; c[end] = t;
+            root = 0;
+        }
+        for (;;) {
+            int child = 2 * root + 1;
+            if (child >= end) break;
+            if (child + 1 < end && c[child + 1].cost < c[child].cost) child++;
+            if (c[root].cost <= c[child].cost) break;
+            qwen3_attn_chunk t = c[root]; c[root] = c[child]; c[child] = t;
+            root = child;
         }
     }
-    kt->softmax(scores, n_pos);
-    float *out = j->s->attn_out + ((size_t)i * hp->n_heads + h) * d;
-    memset(out, 0, (size_t)d * sizeof(float));
-    for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bs, bi++) {
-        int n = n_pos - p0 < bs ? n_pos - p0 : bs;
-        const void *vb = ci_kv_v_ptr(kv, j->layer, bt->blocks[bi], kvh);
-        for (int t = 0; t < n; t++) {
-            if (kv->dtype == CI_KV_F32) kt->axpy_f32(out, scores[p0 + t], (const float *)vb + (size_t)t * d, d);
-            else kt->axpy_f32_f16(out, scores[p0 + t], (const uint16_t *)vb + (size_t)t * d, d);
+}
+
+/* Splits the batch into attention chunks: maximal runs of tokens of one
+ * sequence at consecutive positions (the scheduler puts a sequence's tokens
+ * together; anything else just gives shorter runs), cut into pieces of about
+ * ATTN_CHUNK_ROWS query rows — fewer when there are few tasks per thread or
+ * the context is long (scratch). Also checks the block ids the chunks read. */
+static int plan_attention(const qwen3_model *m, qwen3_state *s, const ci_kv_cache *kv, const qwen3_batch *b,
+                          cinfer_error *err) {
+    const qwen3_hparams *hp = &m->hp;
+    int B = b->n_tokens, group = attn_group(hp);
+    if (kv->head_dim != hp->head_dim || kv->n_kv_heads != hp->n_kv_heads || kv->n_layers < hp->n_layers)
+        return ci_error(err, CINFER_ERR_INVALID, "forward: KV cache shape does not match the model");
+    int target = ATTN_CHUNK_ROWS / group > 1 ? ATTN_CHUNK_ROWS / group : 1;
+    /* at least ~4 tasks per thread when the batch allows it */
+    int64_t spread = ((int64_t)B * hp->n_kv_heads + 4 * (int64_t)s->n_threads - 1) / (4 * (int64_t)s->n_threads);
+    if (spread < target) target = spread > 1 ? (int)spread : 1;
+    int n = 0;
+    for (int i = 0; i < B;) {
+        int e = i + 1;
+        while (e < B && b->seq[e] == b->seq[i] && b->pos[e] == b->pos[e - 1] + 1) e++;
+        const ci_block_table *bt = &b->seq_blocks[b->seq[i]];
+        for (int bi = 0; bi <= b->pos[e - 1] / kv->block_size; bi++)
+            if (bt->blocks[bi] < 0 || bt->blocks[bi] >= kv->n_blocks)
+                return ci_error(err, CINFER_ERR_INVALID, "forward: KV block id %d out of range", bt->blocks[bi]);
+        int run = e - i, pieces = (run + target - 1) / target;
+        for (int p = 0; p < pieces; p++) {
+            int first = i + (int)((int64_t)run * p / pieces), last = i + (int)((int64_t)run * (p + 1) / pieces);
+            while (first < last) {
+                int len = last - first;
+                while (len > 1 && ci_attn_scratch_floats(hp->head_dim, group * len, b->pos[first] + len) > s->attn_scratch_floats)
+                    len = (len + 1) / 2;
+                int64_t p0 = b->pos[first];
+                s->attn_chunks[n++] = (qwen3_attn_chunk){.first = first, .n_tok = len, .cost = len * (2 * p0 + len + 1)};
+                first += len;
+            }
         }
+        i = e;
     }
+    sort_chunks_heaviest_first(s->attn_chunks, n);
+    s->attn_n_chunks = n;
+    return CINFER_OK;
+}
+
+static void run_attention(attn_job *aj) {
+    ci_parallel_for(aj->b->n_tokens, store_kv_task, aj);
+    ci_parallel_for(aj->s->attn_n_chunks * aj->m->hp.n_kv_heads, attention_task, aj);
 }
 
 static void swiglu_task(void *ctx, int i, int thread) {
@@ -242,8 +352,9 @@ int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const q
         ci_rope_cache(s->rope_cos + (size_t)i * (d / 2), s->rope_sin + (size_t)i * (d / 2), d, b->pos[i], hp->rope_theta);
     }
 
+    if (plan_attention(m, s, kv, b, err) != CINFER_OK) return err ? err->code : CINFER_ERR_INVALID;
     rows_job rj = {.m = m, .s = s, .b = b};
-    attn_job aj = {.m = m, .s = s, .b = b, .kv = kv};
+    attn_job aj = {.m = m, .s = s, .b = b, .kv = kv, .kt = ci_kernels_current()};
     for (int l = 0; l < hp->n_layers; l++) {
         const qwen3_layer *L = &m->w.layers[l];
         rj.layer = aj.layer = l;
@@ -260,8 +371,7 @@ int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const q
             matmul(s->v, s->xb, B, &L->wv);
         }
         ci_parallel_for(B, qk_rope_store_task, &rj);
-        ci_parallel_for(B, store_kv_task, &aj);
-        ci_parallel_for(B * hp->n_heads, attention_task, &aj);
+        run_attention(&aj);
         matmul1(s->xb, s->attn_out, B, &L->wo, L->p_o);
         ci_parallel_for(B, residual_task, &rj);
 
@@ -289,4 +399,18 @@ int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const q
     }
     if (n_out > 0) matmul1(logits, s->xb, n_out, &m->w.output, m->w.p_output);
     return n_out;
+}
+
+int qwen3_attention_layer(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const qwen3_batch *b, int layer,
+                          cinfer_error *err) {
+    if (layer < 0 || layer >= m->hp.n_layers || layer >= kv->n_layers)
+        return ci_error(err, CINFER_ERR_INVALID, "attention: layer %d out of range", layer);
+    if (validate_batch(m, s, kv, b, err) != CINFER_OK || plan_attention(m, s, kv, b, err) != CINFER_OK)
+        return err ? err->code : CINFER_ERR_INVALID;
+    if (ci_threadpool_threads() > s->n_threads)
+        return ci_error(err, CINFER_ERR_INVALID, "attention: thread pool grew to %d threads after the state was sized for %d",
+                        ci_threadpool_threads(), s->n_threads);
+    attn_job aj = {.m = m, .s = s, .b = b, .kv = kv, .kt = ci_kernels_current(), .layer = layer};
+    run_attention(&aj);
+    return CINFER_OK;
 }

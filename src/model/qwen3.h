@@ -88,6 +88,14 @@ typedef struct qwen3_batch {
     const ci_block_table *seq_blocks; /* [n_seqs] */
 } qwen3_batch;
 
+/* A run of consecutive positions of one sequence, consecutive in the batch:
+ * the query tokens one attention call takes (for each KV head). */
+typedef struct qwen3_attn_chunk {
+    int32_t first;   /* batch index of the first token */
+    int32_t n_tok;
+    int64_t cost;    /* ~ query·position pairs, for ordering heaviest first */
+} qwen3_attn_chunk;
+
 /* Scratch memory for forward passes of up to max_batch tokens over contexts
  * of up to max_context positions. */
 typedef struct qwen3_state {
@@ -102,7 +110,11 @@ typedef struct qwen3_state {
     float *attn_out; /* [B, n_heads*d] */
     float *gate;     /* [B, I] */
     float *up;       /* [B, I] */
-    float *scores;   /* [threads, max_context] attention weights */
+    float *attn_scratch;         /* [threads][attn_scratch_floats] (ci_attention) */
+    size_t attn_scratch_floats;  /* per thread: one token at max_context, or a
+                                  * chunk of ~64 query rows at shorter contexts */
+    qwen3_attn_chunk *attn_chunks; /* [max_batch] this batch's chunks, heaviest first */
+    int attn_n_chunks;
     float *rope_cos; /* [B, d/2] */
     float *rope_sin; /* [B, d/2] */
     int32_t *logit_rows; /* [B] batch index of each logits row */
@@ -121,5 +133,11 @@ void qwen3_state_free(qwen3_state *s);
  * number of rows written, or < 0 on error (bad batch). */
 int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const qwen3_batch *b,
                   float *logits, cinfer_error *err);
+
+/* The attention step of one layer alone (tests; only m->hp is read): stores
+ * the batch's K/V rows from s->k and s->v into the cache, then writes
+ * s->attn_out from s->q. Returns CINFER_OK or an error (bad batch). */
+int qwen3_attention_layer(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const qwen3_batch *b, int layer,
+                          cinfer_error *err);
 
 #endif
