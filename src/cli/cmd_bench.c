@@ -195,16 +195,16 @@ int cmd_bench(int argc, char **argv) {
                path, ci_wtype_name(wt), ci_kernels_describe(), threads, reps, n_prompt, n_gen, n_seqs, pp.med, pp.lo, pp.hi,
                tg.med, tg.lo, tg.hi);
     } else {
-        printf("| %-6s | %7s | %-14s | %-7s | %12s | %17s |\n", "type", "threads", "kernels", "test", "t/s (median)",
+        printf("| %-6s | %7s | %-16s | %-7s | %12s | %17s |\n", "type", "threads", "kernels", "test", "t/s (median)",
                "min .. max");
         if (n_prompt > 0)
-            printf("| %-6s | %7d | %-14s | pp%-5d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
+            printf("| %-6s | %7d | %-16s | pp%-5d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
                    ci_kernels_describe(), n_prompt, pp.med, pp.lo, pp.hi);
         if (n_gen > 0 && n_seqs == 1)
-            printf("| %-6s | %7d | %-14s | tg%-5d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
+            printf("| %-6s | %7d | %-16s | tg%-5d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
                    ci_kernels_describe(), n_gen, tg.med, tg.lo, tg.hi);
         else if (n_gen > 0)
-            printf("| %-6s | %7d | %-14s | tg%d×%d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
+            printf("| %-6s | %7d | %-16s | tg%d×%d | %12.2f | %7.2f .. %7.2f |\n", ci_wtype_name(wt), threads,
                    ci_kernels_describe(), n_gen, n_seqs, tg.med, tg.lo, tg.hi);
     }
     rc = 0;

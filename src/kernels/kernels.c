@@ -261,6 +261,7 @@ static int g_have[CI_KV_COUNT];
 static const ci_kernel_table *g_cur;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_amx_int8, g_amx_bf16; /* usable and selected (cap allows it) */
+static char g_desc[64];            /* ci_kernels_describe: table name + AMX */
 
 /* AMX: the CPU reports the tile features (CPUID.7.0:EDX bits 24 tile,
  * 25 int8, 22 bf16), the OS enables the tile state in XCR0 (bits 17, 18),
@@ -324,6 +325,8 @@ static void init_once(void)
     else if (cap >= 1 && g_have[CI_KV_AVX2])
         pick = g_have[CI_KV_AVX2_VNNI] ? CI_KV_AVX2_VNNI : CI_KV_AVX2;
     g_cur = &g_tables[pick];
+    snprintf(g_desc, sizeof g_desc, "%s%s", g_cur->name,
+             g_amx_int8 && g_amx_bf16 ? "+amx" : g_amx_int8 ? "+amx-int8" : g_amx_bf16 ? "+amx-bf16" : "");
 }
 
 void ci_kernels_init(void) { pthread_once(&g_once, init_once); }
@@ -346,7 +349,11 @@ static inline const ci_kernel_table *cur(void)
     return g_cur;
 }
 
-const char *ci_kernels_describe(void) { return cur()->name; }
+const char *ci_kernels_describe(void)
+{
+    pthread_once(&g_once, init_once);
+    return g_desc;
+}
 const ci_kernel_table *ci_kernels_current(void) { return cur(); }
 
 const ci_kernel_table *ci_kernels_get(ci_kvariant v)

@@ -315,6 +315,8 @@ typedef __m256 at_v;
 #define AT_PR 4
 #define AT_PD 2
 #define AT_NAME attention_avx2
+#define AT_DIV(a, b) _mm256_div_ps((a), (b))
+#define AT_SILU_NAME silu_mul_avx2
 #include "kernels/kernels_attn_simd.inc"
 
 /* vcvtps2ph rounds to nearest even, overflows to inf and quiets NaN keeping
@@ -342,7 +344,7 @@ void ci_kernels_fill_avx2(ci_kernel_table *t, int vnni)
         .dot_f32_f16 = dot_f32_f16,
         .axpy_f32_f16 = axpy_f32_f16,
         .rmsnorm = rmsnorm,
-        .silu_mul = ci_silu_mul_scalar,
+        .silu_mul = silu_mul_avx2,
         .softmax = ci_softmax_scalar,
         .add = add,
         .rope_neox = rope_neox,

@@ -321,6 +321,8 @@ typedef __m512 at_v;
 #define AT_PR 4
 #define AT_PD 4
 #define AT_NAME attention_avx512
+#define AT_DIV(a, b) _mm512_div_ps((a), (b))
+#define AT_SILU_NAME silu_mul_avx512
 #include "kernels/kernels_attn_simd.inc"
 
 /* vcvtps2ph rounds to nearest even, overflows to inf and quiets NaN keeping
@@ -348,7 +350,7 @@ void ci_kernels_fill_avx512(ci_kernel_table *t, int vnni)
         .dot_f32_f16 = dot_f32_f16,
         .axpy_f32_f16 = axpy_f32_f16,
         .rmsnorm = rmsnorm,
-        .silu_mul = ci_silu_mul_scalar,
+        .silu_mul = silu_mul_avx512,
         .softmax = ci_softmax_scalar,
         .add = add,
         .rope_neox = rope_neox,

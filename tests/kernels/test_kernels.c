@@ -521,6 +521,20 @@ static void test_rows(void)
                 if (fabs(o[i] - e) > 8 * U * fabs(e) + 1e-30) bad++;
             }
             CHECK_MSG(bad == 0, "%s silu_mul n=%d: %d bad", t->name, n, bad);
+            /* the exp's saturation ends: gates far outside the usual range */
+            {
+                static const float ext[] = {-200.f, -100.f, -88.5f, -88.f, -87.5f, -87.f, -50.f, -1e-30f, 0.f,
+                                            1e-30f, 20.f, 87.5f, 88.5f, 100.f, 1e30f, -1e30f};
+                for (int i = 0; i < n; i++) g[i] = ext[i % (int)(sizeof ext / sizeof ext[0])];
+                t->silu_mul(o, g, x, n);
+                bad = 0;
+                for (int i = 0; i < n; i++) {
+                    double e = (double)g[i] / (1.0 + exp(-(double)g[i])) * x[i];
+                    if (!(fabs(o[i] - e) <= 8 * U * fabs(e) + 1e-30)) bad++;
+                }
+                CHECK_MSG(bad == 0, "%s silu_mul extreme gates n=%d: %d bad", t->name, n, bad);
+                fill(g, n, 8.0f);
+            }
             /* add: exact */
             memcpy(o, w, sizeof(float) * n);
             t->add(o, x, n);
