@@ -639,6 +639,58 @@ void ci_gguf_writer_kv_str_array(ci_gguf_writer *w, const char *key, const char 
     for (size_t i = 0; i < count; i++) put_str(&w->kv, strs[i], lens ? lens[i] : strlen(strs[i]));
 }
 
+/* A parsed value back to its GGUF bytes (after the type tag). */
+static void encode_value(ci_buf *b, uint32_t type, const ci_gguf_value *v) {
+    uint8_t x[8] = {0};
+    switch (type) {
+    case CI_GGUF_STRING:
+        put_u64(b, v->v.str.len);
+        ci_buf_append(b, v->v.str.ptr, v->v.str.len);
+        return;
+    case CI_GGUF_ARRAY: {
+        const uint32_t et = v->v.arr.elem_type;
+        put_u32(b, et);
+        put_u64(b, v->v.arr.count);
+        if (value_type_width(et)) ci_buf_append(b, v->v.arr.raw, v->v.arr.count * value_type_width(et));
+        else if (et == CI_GGUF_STRING)
+            for (size_t i = 0; i < v->v.arr.count; i++) {
+                put_u64(b, v->v.arr.strings[i].len);
+                ci_buf_append(b, v->v.arr.strings[i].ptr, v->v.arr.strings[i].len);
+            }
+        else
+            for (size_t i = 0; i < v->v.arr.count; i++) encode_value(b, CI_GGUF_ARRAY, &v->v.arr.items[i]);
+        return;
+    }
+    case CI_GGUF_FLOAT32: {
+        float f = (float)v->v.f; /* exact: it was read from a float32 */
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        ci_store_le32(x, bits);
+        break;
+    }
+    case CI_GGUF_FLOAT64: {
+        uint64_t bits;
+        memcpy(&bits, &v->v.f, 8);
+        ci_store_le64(x, bits);
+        break;
+    }
+    case CI_GGUF_BOOL: x[0] = v->v.b; break;
+    case CI_GGUF_INT8: case CI_GGUF_INT16: case CI_GGUF_INT32: case CI_GGUF_INT64:
+        ci_store_le64(x, (uint64_t)v->v.i);
+        break;
+    default: ci_store_le64(x, v->v.u); break;
+    }
+    ci_buf_append(b, x, value_type_width(type));
+}
+
+void ci_gguf_writer_kv_copy(ci_gguf_writer *w, const ci_gguf_kv *kv) {
+    put_u64(&w->kv, kv->key.len);
+    ci_buf_append(&w->kv, kv->key.ptr, kv->key.len);
+    put_u32(&w->kv, kv->value.type);
+    encode_value(&w->kv, kv->value.type, &kv->value);
+    w->n_kv++;
+}
+
 void ci_gguf_writer_kv_raw(ci_gguf_writer *w, const void *bytes, size_t len, size_t kv_delta) {
     ci_buf_append(&w->kv, bytes, len);
     w->n_kv += kv_delta;

@@ -180,6 +180,9 @@ void ci_gguf_writer_kv_array(ci_gguf_writer *w, const char *key, uint32_t elem_t
 /* Array of strings; lens may be NULL (strings are then NUL-terminated). */
 void ci_gguf_writer_kv_str_array(ci_gguf_writer *w, const char *key, const char *const *strs, const size_t *lens,
                                  size_t count);
+/* Copies one key/value pair read by ci_gguf_open (same key, type and value
+ * bytes), e.g. to carry metadata from one GGUF into another. */
+void ci_gguf_writer_kv_copy(ci_gguf_writer *w, const ci_gguf_kv *kv);
 /* Raw escape hatch for tests: appends bytes to the metadata section and
  * counts `kv_delta` more entries. */
 void ci_gguf_writer_kv_raw(ci_gguf_writer *w, const void *bytes, size_t len, size_t kv_delta);

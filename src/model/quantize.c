@@ -234,75 +234,7 @@ static void choose_types(plan *p, ci_quant_scheme scheme) {
 
 /* ------------------------------------------------------------- metadata */
 
-static void put_u32(ci_buf *b, uint32_t v) {
-    uint8_t x[4];
-    ci_store_le32(x, v);
-    ci_buf_append(b, x, 4);
-}
-
-static void put_u64(ci_buf *b, uint64_t v) {
-    uint8_t x[8];
-    ci_store_le64(x, v);
-    ci_buf_append(b, x, 8);
-}
-
-static size_t scalar_width(uint32_t type) {
-    switch (type) {
-    case CI_GGUF_UINT8: case CI_GGUF_INT8: case CI_GGUF_BOOL: return 1;
-    case CI_GGUF_UINT16: case CI_GGUF_INT16: return 2;
-    case CI_GGUF_UINT32: case CI_GGUF_INT32: case CI_GGUF_FLOAT32: return 4;
-    case CI_GGUF_UINT64: case CI_GGUF_INT64: case CI_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
-/* A parsed value back to its GGUF bytes (after the type tag). */
-static void encode_value(ci_buf *b, uint32_t type, const ci_gguf_value *v) {
-    uint8_t x[8] = {0};
-    switch (type) {
-    case CI_GGUF_STRING:
-        put_u64(b, v->v.str.len);
-        ci_buf_append(b, v->v.str.ptr, v->v.str.len);
-        return;
-    case CI_GGUF_ARRAY: {
-        const uint32_t et = v->v.arr.elem_type;
-        put_u32(b, et);
-        put_u64(b, v->v.arr.count);
-        if (scalar_width(et)) ci_buf_append(b, v->v.arr.raw, v->v.arr.count * scalar_width(et));
-        else if (et == CI_GGUF_STRING)
-            for (size_t i = 0; i < v->v.arr.count; i++) {
-                put_u64(b, v->v.arr.strings[i].len);
-                ci_buf_append(b, v->v.arr.strings[i].ptr, v->v.arr.strings[i].len);
-            }
-        else
-            for (size_t i = 0; i < v->v.arr.count; i++) encode_value(b, CI_GGUF_ARRAY, &v->v.arr.items[i]);
-        return;
-    }
-    case CI_GGUF_FLOAT32: {
-        float f = (float)v->v.f; /* exact: it was read from a float32 */
-        uint32_t bits;
-        memcpy(&bits, &f, 4);
-        ci_store_le32(x, bits);
-        break;
-    }
-    case CI_GGUF_FLOAT64: {
-        uint64_t bits;
-        memcpy(&bits, &v->v.f, 8);
-        ci_store_le64(x, bits);
-        break;
-    }
-    case CI_GGUF_BOOL: x[0] = v->v.b; break;
-    case CI_GGUF_INT8: case CI_GGUF_INT16: case CI_GGUF_INT32: case CI_GGUF_INT64:
-        ci_store_le64(x, (uint64_t)v->v.i);
-        break;
-    default: ci_store_le64(x, v->v.u); break;
-    }
-    ci_buf_append(b, x, scalar_width(type));
-}
-
 static void copy_gguf_metadata(ci_gguf_writer *w, const ci_gguf_file *f) {
-    ci_buf b = {0};
-    size_t n = 0;
     for (size_t i = 0; i < f->n_kv; i++) {
         const ci_gguf_kv *kv = &f->kv[i];
         const ci_gguf_str *k = &kv->key;
@@ -311,14 +243,8 @@ static void copy_gguf_metadata(ci_gguf_writer *w, const ci_gguf_file *f) {
             (k->len >= 6 && !memcmp(k->ptr, "split.", 6)))
             continue;
 #undef KEY_IS
-        put_u64(&b, k->len);
-        ci_buf_append(&b, k->ptr, k->len);
-        put_u32(&b, kv->value.type);
-        encode_value(&b, kv->value.type, &kv->value);
-        n++;
+        ci_gguf_writer_kv_copy(w, kv);
     }
-    ci_gguf_writer_kv_raw(w, b.data, b.len, n);
-    ci_buf_free(&b);
 }
 
 static uint32_t file_type_of(ci_quant_scheme s) {
