@@ -176,11 +176,7 @@ void ci_quantize_row_q4_0(void *dst, const float *src, size_t n)
     uint8_t *out = dst;
     for (size_t b = 0; b < n / CI_QK; b++, out += CI_Q4_BYTES) {
         const float *x = src + b * CI_QK;
-        /* the signed value of largest magnitude (first one on ties) maps to -8 */
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < CI_QK; j++) {
-            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
-        }
+        const float max = ci_signed_absmax(x, CI_QK); /* maps to -8 */
         const float d = max / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         uint16_t dh = ci_fp32_to_fp16(d);

@@ -140,6 +140,22 @@ static inline void ci_q4k_scales(const uint8_t *packed, uint8_t out[16])
     memcpy(out, u, 16);
 }
 
+/* The value of largest magnitude, with its sign (the first one on ties;
+ * NaNs never win): the reference quantizers (Q4_0, Q6_K, Q8_K) map it to
+ * the most negative level. */
+static inline float ci_signed_absmax(const float *x, int n)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float ax = x[i] < 0 ? -x[i] : x[i];
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    return max;
+}
+
 /* Unaligned-safe little loads: weights come from mmapped files at any
  * byte offset, so never dereference a cast pointer. */
 static inline uint16_t ci_ld_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }

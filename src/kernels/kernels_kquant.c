@@ -196,14 +196,7 @@ void ci_dequantize_q4_K(float *dst, const uint8_t *src, size_t n)
  * (ggml's make_qx_quants with rmse_type 1, no importance weights). */
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    const float max = ci_signed_absmax(x, n), amax = fabsf(max);
     if (amax < GROUP_MAX_EPS) {
         for (int i = 0; i < n; i++) L[i] = 0;
         return 0.0f;
@@ -310,14 +303,7 @@ void ci_quantize_row_q8_K(void *dst, const float *src, size_t n)
     uint8_t *out = dst;
     for (size_t b = 0; b < n / CI_QK_K; b++, out += CI_Q8K_BYTES) {
         const float *x = src + b * CI_QK_K;
-        float max = 0, amax = 0;
-        for (int j = 0; j < CI_QK_K; j++) {
-            float ax = fabsf(x[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[j];
-            }
-        }
+        const float max = ci_signed_absmax(x, CI_QK_K), amax = fabsf(max);
         int8_t *qs = (int8_t *)(out + 4);
         int16_t bsums[16];
         float d = 0.0f;
