@@ -35,12 +35,15 @@
  * loads. A group's blocks are contiguous: one memory stream per group.
  * x goes to the same block layout for AMX (A tiles of 16 batch rows).
  *
- * AMX blocking: 2×2 C tiles (32 batch rows × 2 groups) over all k, so each
- * TDPBF16PS costs one 1 KiB tile load, from L2: a group pair's weights
- * (2·nc KiB) stay there while every batch tile of a super-block passes, and
- * the super-block's x (≤ 1 MiB) stays there while the task's group pairs
- * pass. Measured ~0.7-0.8 TFLOP/s per core (a tile loop fed from L1 does
- * ~1.8); K-blocking to keep tiles in L1 was slower (C tile spills).
+ * AMX blocking: 2×2 C tiles (32 batch rows × 2 groups). A batch
+ * super-block's x (≤ 1 MiB) stays in L2 while the task's group pairs pass;
+ * per group pair the k range is cut into blocks of 16 chunks whose weights
+ * (32 KiB) stay in L1 while every batch-tile pair of the super-block
+ * passes, so only x streams from L2 (about half the L2 traffic of running
+ * each 2×2 block over all k, which did ~0.75-0.85 TFLOP/s per core; a tile
+ * loop fed from L1 does ~1.8). C tiles spill to a stack buffer between k
+ * blocks, an exact fp32 round trip: every C tile still takes its chunks in
+ * order, so the result is unchanged.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -384,12 +387,23 @@ static void avx_groups(const bf_job *j, int g0, int g1)
 }
 
 /* ---- AMX: 2×2 tiles of C (32 batch rows × 32 output rows) ----
- * Tiles 0-3 C, 4-5 A (x, 16 batch rows × 32 k), 6-7 B (one weight block).
- * A group pair's weights (2·nc KiB) stay in L2 while all batch tiles pass
- * over them; x comes from L2 too. */
+ * Tiles 0-3 C, 4-5 A (x, 16 batch rows × 32 k), 6-7 B (one weight block). */
 #ifndef BF_AMX_X_L2
 #define BF_AMX_X_L2 (1u << 20) /* bytes of x per super-block (half an L2) */
 #endif
+
+/* K-blocking: a group pair's weights for BF_AMX_KC chunks (2·KC KiB) stay
+ * in L1 while every batch-tile pair of the super-block passes over them, so
+ * only x comes from L2; the 2×2 C tiles spill between K blocks (8 tile
+ * moves per 4·KC multiplies). x is loaded with the streaming hint so its
+ * once-used lines do not push the weights out of L1. Measured on
+ * 0.6B shapes, batch 512, one thread: KC 16 beats 8, 12, 20, 24, 32 and no
+ * K-blocking (+3-7%); the same with B fully L1-resident and no spill
+ * would be another ~25%, i.e. the spill is now the main overhead. */
+#ifndef BF_AMX_KC
+#define BF_AMX_KC 16
+#endif
+#define BF_AMX_MAX_SB 32 /* batch tiles per super-block: bounds the spill buffer */
 
 typedef struct tile_cfg {
     uint8_t palette, start_row, reserved[14];
@@ -423,30 +437,44 @@ CI_AI void c_store(const bf_job *j, int g, int b, int tile_rows_valid, int which
         _mm512_mask_storeu_ps(d.y + (size_t)(b + t) * d.ldy, m, _mm512_load_ps(tmp + 16 * t));
 }
 
-/* MR batch tiles × NR groups, all chunks, then the C tiles to y. */
-CI_AI void amx_block(int MR, int NR, const bf_job *j, int g, int bt)
+/* MR batch tiles × NR groups over chunks [c0, c1). C starts at zero
+ * (c0 == 0) or from the spill buffer cb (4 tiles, 4 KiB); it goes to y when
+ * c1 is the last chunk, else back to cb. A spill is an exact fp32 round
+ * trip, so each C tile still sees its chunks in order, as one run would. */
+CI_AI void amx_block(int MR, int NR, const bf_job *j, int g, int bt, int c0, int c1, float *cb)
 {
     const size_t gbytes = (size_t)j->nc * BF_BLOCK;
     const uint8_t *w0 = (const uint8_t *)j->p->mem + (size_t)g * gbytes, *w1 = w0 + gbytes;
-    const size_t xs = 64;
     const uint8_t *a0 = (const uint8_t *)j->xb + (size_t)bt * gbytes, *a1 = a0 + gbytes;
-    _tile_zero(0);
-    if (NR == 2) _tile_zero(1);
-    if (MR == 2) _tile_zero(2);
-    if (MR == 2 && NR == 2) _tile_zero(3);
-    for (int c = 0; c < j->nc; c++) {
-        _tile_loadd(4, a0 + (size_t)c * BF_BLOCK, xs);
+    if (c0 == 0) {
+        _tile_zero(0);
+        if (NR == 2) _tile_zero(1);
+        if (MR == 2) _tile_zero(2);
+        if (MR == 2 && NR == 2) _tile_zero(3);
+    } else {
+        _tile_loadd(0, cb, 64);
+        if (NR == 2) _tile_loadd(1, cb + 256, 64);
+        if (MR == 2) _tile_loadd(2, cb + 512, 64);
+        if (MR == 2 && NR == 2) _tile_loadd(3, cb + 768, 64);
+    }
+    /* all loads first, then the products in the order that frees B0 first:
+     * measured 1-4% faster than interleaving loads and products */
+    for (int c = c0; c < c1; c++) {
+        _tile_stream_loadd(4, a0 + (size_t)c * BF_BLOCK, 64);
         _tile_loadd(6, w0 + (size_t)c * BF_BLOCK, 64);
+        if (MR == 2) _tile_stream_loadd(5, a1 + (size_t)c * BF_BLOCK, 64);
+        if (NR == 2) _tile_loadd(7, w1 + (size_t)c * BF_BLOCK, 64);
         _tile_dpbf16ps(0, 4, 6);
-        if (NR == 2) {
-            _tile_loadd(7, w1 + (size_t)c * BF_BLOCK, 64);
-            _tile_dpbf16ps(1, 4, 7);
-        }
-        if (MR == 2) {
-            _tile_loadd(5, a1 + (size_t)c * BF_BLOCK, xs);
-            _tile_dpbf16ps(2, 5, 6);
-            if (NR == 2) _tile_dpbf16ps(3, 5, 7);
-        }
+        if (MR == 2) _tile_dpbf16ps(2, 5, 6);
+        if (NR == 2) _tile_dpbf16ps(1, 4, 7);
+        if (MR == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
+    }
+    if (c1 < j->nc) {
+        _tile_stored(0, cb, 64);
+        if (NR == 2) _tile_stored(1, cb + 256, 64);
+        if (MR == 2) _tile_stored(2, cb + 512, 64);
+        if (MR == 2 && NR == 2) _tile_stored(3, cb + 768, 64);
+        return;
     }
     const int b = bt * 16;
     const int v0 = j->batch - b < 16 ? j->batch - b : 16;
@@ -469,21 +497,28 @@ static void amx_groups(const bf_job *j, int g0, int g1)
         cfg.colsb[t] = 64;
     }
     _tile_loadconfig(&cfg);
+    /* C of every batch-tile pair of a super-block between K blocks */
+    float cspill[BF_AMX_MAX_SB / 2 * 1024] __attribute__((aligned(64)));
     const int mt = (j->batch + 15) / 16;
     /* batch tiles per super-block: its x rows stay in L2 while every group
      * pair of the task passes over them */
     int sb = (int)(BF_AMX_X_L2 / ((size_t)j->nc * BF_BLOCK)) & ~1;
     if (sb < 2) sb = 2;
+    if (sb > BF_AMX_MAX_SB) sb = BF_AMX_MAX_SB;
     for (int b0 = 0; b0 < mt; b0 += sb) {
         const int b1 = mt - b0 < sb ? mt : b0 + sb;
         for (int g = g0; g < g1; g += 2) {
             const int nr = g1 - g >= 2 ? 2 : 1;
-            for (int bt = b0; bt < b1; bt += 2) {
-                const int mr = b1 - bt >= 2 ? 2 : 1;
-                if (mr == 2 && nr == 2) amx_block(2, 2, j, g, bt);
-                else if (mr == 2) amx_block(2, 1, j, g, bt);
-                else if (nr == 2) amx_block(1, 2, j, g, bt);
-                else amx_block(1, 1, j, g, bt);
+            for (int c0 = 0; c0 < j->nc; c0 += BF_AMX_KC) {
+                const int c1 = j->nc - c0 < BF_AMX_KC ? j->nc : c0 + BF_AMX_KC;
+                for (int bt = b0; bt < b1; bt += 2) {
+                    const int mr = b1 - bt >= 2 ? 2 : 1;
+                    float *cb = cspill + (size_t)(bt - b0) / 2 * 1024;
+                    if (mr == 2 && nr == 2) amx_block(2, 2, j, g, bt, c0, c1, cb);
+                    else if (mr == 2) amx_block(2, 1, j, g, bt, c0, c1, cb);
+                    else if (nr == 2) amx_block(1, 2, j, g, bt, c0, c1, cb);
+                    else amx_block(1, 1, j, g, bt, c0, c1, cb);
+                }
             }
         }
     }

@@ -19,20 +19,23 @@
  * register operand unsigned; TDPBSUD (A signed, B unsigned) reads the same
  * bytes. Both then compute isum + 128·Σx_q, so the prepared activations
  * carry nc = -128·Σx_q per block and batch row: VNNI starts its int32
- * accumulator at nc, AMX starts its C tile at a tile of nc rows (exact
- * int32 either way).
+ * accumulator at nc, AMX starts its C tile at A × (a B tile of -128 bytes)
+ * by TDPBSSD (exact int32 either way; cheaper than loading an nc tile).
  *
- * AMX: a step is one A tile (16 batch rows) × two B tiles (32 output rows)
- * → two C tiles of one 32-block, stored to L1 and rescaled by the vector
- * unit (cvt, d_w·d_x, fma into fp32 accumulators in L1). Per batch tile the
- * blocks go in order, per block the group pairs of a chunk (a task of 8
- * groups whose weights stay in L2); the A tile stays loaded across the
- * pairs. Measured on Sapphire/Emerald Rapids: TDPBSUD overlaps vector work
- * but TILESTORED does not, and a tile load waits for every older tile
- * store; so C tiles alternate between two sets, the next step's tile loads
- * are issued before this step's stores, and the previous step's rescale is
- * woven in between. The vector rescale (3 uops per C row) and the stores
- * bound it at roughly 20 ns per 16×16×32 tile product and core.
+ * AMX: one C tile (16 batch rows × 16 output rows) per step, its 16 fp32
+ * accumulator rows in registers over a run of blocks, so the per-block
+ * rescale (cvt, d_w·d_x, fma: 3 vector uops per C row) touches memory only
+ * for the stored C tile. Measured on Sapphire/Emerald Rapids: TDPBSUD
+ * overlaps vector work but TILESTORED does not, and a tile load waits for
+ * every older tile store; so blocks alternate between two tile sets, the
+ * next block's tiles are loaded before this block's store, and the previous
+ * block's rescale is woven in between. Loops: chunks of groups whose
+ * weights stay in L2 (~768 KiB) × batch tiles × slices of 32 blocks (A
+ * records shared by the chunk's groups from L1/L2; the accumulators wait in
+ * a small stack buffer between slices) × groups × blocks in order.
+ * Measured (one thread, thread CPU time, busy machine, ±10%): ~27-31 ns per
+ * 16×16×32 tile product, vs ~30-36 ns for the earlier kernel (two groups
+ * per step, accumulators in L1: a load and a store per C row).
  * VNNI: per block 8 vpdpbusd per (group, batch row), several groups and
  * batch rows in flight so the int32 chains overlap, software prefetch
  * ahead of the sequential weight stream; decode runs at memory bandwidth.
@@ -187,10 +190,16 @@ void ci_pk_mm_vnni(const ci_pk_args *a, int g0, int g1)
 /* ------------------------------------------------------------------- AMX */
 
 #ifndef PK_AMX_PF
-#define PK_AMX_PF 2 /* blocks ahead for the B tile prefetch */
+#define PK_AMX_PF 4 /* blocks ahead for the B tile prefetch (first batch tile) */
 #endif
-#ifndef PK_AMX_CHUNK
-#define PK_AMX_CHUNK 8 /* groups whose weights stay in L2 while all batch tiles pass */
+#ifndef PK_AMX_CHUNK_BYTES
+#define PK_AMX_CHUNK_BYTES (768 * 1024) /* weights kept in L2 while all batch tiles pass */
+#endif
+#ifndef PK_AMX_MAX_CHUNK
+#define PK_AMX_MAX_CHUNK 16 /* groups per chunk at most (accumulators on the stack) */
+#endif
+#ifndef PK_AMX_SLICE
+#define PK_AMX_SLICE 32 /* blocks per slice: A records shared by a chunk's groups */
 #endif
 
 /* Tile instructions with a memory clobber: GCC's _tile_loadd tells the
@@ -200,6 +209,8 @@ void ci_pk_mm_vnni(const ci_pk_args *a, int g0, int g1)
 #define PK_TSTORE(t, base, stride) \
     __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"((long)(stride)) : "memory")
 #define PK_TDPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+#define PK_TDPBSSD(c, a, b) __asm__ volatile("tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+#define PK_TZERO(c) __asm__ volatile("tilezero %%tmm" #c ::)
 
 typedef struct amx_config {
     uint8_t palette, start_row, reserved[14];
@@ -207,176 +218,130 @@ typedef struct amx_config {
     uint8_t rows[16];
 } amx_config;
 
-/* tmm0: A (16 batch rows × 32 s8), tmm2-3: B of two groups (8 k-quads ×
- * 64 u8), tmm4-5 / tmm6-7: C (16 × 16 int32) of even / odd steps. */
+/* Blocks alternate between two tile sets: tmm0/2/4 (A 16 batch rows × 32
+ * s8, B 8 k-quads × 64 u8, C 16 × 16 int32) for even blocks, tmm1/3/5 for
+ * odd ones; tmm6 holds the constant B tile of -128 bytes (C's start). */
 static void amx_load_config(void)
 {
     _Alignas(64) amx_config c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
-    c.rows[0] = 16; c.colsb[0] = CI_QK;
+    for (int t = 0; t < 2; t++) { c.rows[t] = 16; c.colsb[t] = CI_QK; }
     for (int t = 2; t < 4; t++) { c.rows[t] = 8; c.colsb[t] = 64; }
-    for (int t = 4; t < 8; t++) { c.rows[t] = 16; c.colsb[t] = 64; }
+    for (int t = 4; t < 6; t++) { c.rows[t] = 16; c.colsb[t] = 64; }
+    c.rows[6] = 8; c.colsb[6] = 64;
     _tile_loadconfig(&c);
 }
 
-/* One step = one batch tile × up to two groups × one block. What the vector
- * unit needs to rescale a step's stored C tiles: */
-typedef struct amx_step {
-    const int32_t *c;      /* stored C tiles [bj][16][16] */
-    const float *dx;       /* d_x of the 16 batch rows */
-    const uint16_t *sc[2]; /* fp16 d_w of the two groups */
-    __m512 *acc;           /* accumulator rows [bj][16] */
-    int nb;                /* groups in the step (1 or 2) */
-} amx_step;
-
-/* Rows 8h..8h+7 of C tile bj in the definition's operation order: acc =
- * fma(float(isum), d_w·d_x, acc). C already holds isum (the tile started
- * at nc), rows ≥ va are padding. */
-CI_AI void amx_rescale(const amx_step *s, int bj, int h, int va)
+/* Rows 8h..8h+7 of a stored C tile (block isum: the tile started at nc) in
+ * the definition's operation order: acc = fma(float(isum), d_w·d_x, acc).
+ * Padding batch rows have zero quants and d_x = 0, so they stay 0. */
+CI_AI void amx_rescale(__m512 *acc, const int32_t *c, const uint8_t *rec, const uint16_t *sc, int h)
 {
-    if (!s || bj >= s->nb) return;
-    /* locals: the __m512 stores may alias anything, s's fields included */
-    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)s->sc[bj]));
-    const int32_t *c = s->c + bj * 256;
-    const float *dx = s->dx;
-    __m512 *acc = s->acc + bj * 16;
-    const int m1 = va >= 8 * h + 8 ? 8 * h + 8 : va;
-    if (m1 == 8 * h + 8) {
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)sc));
+    const float *dx = (const float *)(rec + CI_PK_XDX);
 #pragma GCC unroll 8
-        for (int m = 8 * h; m < 8 * h + 8; m++)
-            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const __m512i *)(c + 16 * m))),
-                                     _mm512_mul_ps(dw, _mm512_set1_ps(dx[m])), acc[m]);
-    } else {
-        for (int m = 8 * h; m < m1; m++)
-            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const __m512i *)(c + 16 * m))),
-                                     _mm512_mul_ps(dw, _mm512_set1_ps(dx[m])), acc[m]);
-    }
+    for (int m = 8 * h; m < 8 * h + 8; m++)
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const __m512i *)(c + 16 * m))),
+                                 _mm512_mul_ps(dw, _mm512_set1_ps(dx[m])), acc[m]);
 }
 
-/* Where a step's tiles come from. */
-typedef struct amx_src {
-    const uint8_t *a;      /* A tile (NULL: the loaded one stays) */
-    const uint8_t *b[2];   /* B tiles (b[1] NULL: one group) */
-    const uint8_t *nc;     /* C start tile */
-} amx_src;
-
-/* Step k with C tiles of parity P (tmm4-5 or tmm6-7), its tiles already
- * loaded: multiply, load step k+1's tiles (next, NULL at the end) into the
- * other set, store C to cst. The tile loads come before this step's stores
- * because a tile load waits for every older tile store; the previous
- * step's rescale is woven in between, as the tile instructions otherwise
- * hold up the vector work behind them. */
-CI_AI void amx_step_run(const int P, int two, const amx_src *next, int32_t *cst, const amx_step *prev, int va)
+/* Block i with tile set P (loaded): multiply, load block i+1's tiles into
+ * the other set, store C to cbuf[P]; block i-1's rescale (from cbuf[!P]) is
+ * woven in between, as TDPBSUD overlaps vector work but TILESTORED does
+ * not, and a tile load waits for every older tile store (so the loads go
+ * before this block's store). */
+CI_AI void amx_block(const int P, __m512 *acc, int32_t (*cbuf)[256], const uint8_t *xa, const uint8_t *wg,
+                     const uint16_t *sc, int i, int nb)
 {
-    if (P == 0) PK_TDPBSUD(4, 0, 2); else PK_TDPBSUD(6, 0, 2);
-    amx_rescale(prev, 0, 0, va);
-    if (two) { if (P == 0) PK_TDPBSUD(5, 0, 3); else PK_TDPBSUD(7, 0, 3); }
-    amx_rescale(prev, 0, 1, va);
-    if (next) {
-        if (next->a) PK_TLOAD(0, next->a, CI_QK);
-        PK_TLOAD(2, next->b[0], 64);
-        if (P == 0) PK_TLOAD(6, next->nc, 64); else PK_TLOAD(4, next->nc, 64);
-        if (next->b[1]) {
-            PK_TLOAD(3, next->b[1], 64);
-            if (P == 0) PK_TLOAD(7, next->nc, 64); else PK_TLOAD(5, next->nc, 64);
-        }
+    if (P == 0) PK_TDPBSUD(4, 0, 2); else PK_TDPBSUD(5, 1, 3);
+    if (i > 0) amx_rescale(acc, cbuf[!P], xa + (size_t)(i - 1) * CI_PK_XREC, sc + (size_t)(i - 1) * 16, 0);
+    if (i + 1 < nb) {
+        const uint8_t *rec = xa + (size_t)(i + 1) * CI_PK_XREC;
+        const uint8_t *b = wg + (size_t)(i + 1) * CI_PK_QBLK;
+        if (P == 0) { PK_TLOAD(1, rec, CI_QK); PK_TLOAD(3, b, 64); PK_TZERO(5); PK_TDPBSSD(5, 1, 6); }
+        else { PK_TLOAD(0, rec, CI_QK); PK_TLOAD(2, b, 64); PK_TZERO(4); PK_TDPBSSD(4, 0, 6); }
     }
-    amx_rescale(prev, 1, 0, va);
-    if (P == 0) PK_TSTORE(4, cst, 64); else PK_TSTORE(6, cst, 64);
-    if (two) { if (P == 0) PK_TSTORE(5, cst + 256, 64); else PK_TSTORE(7, cst + 256, 64); }
-    amx_rescale(prev, 1, 1, va);
+    if (i > 0) amx_rescale(acc, cbuf[!P], xa + (size_t)(i - 1) * CI_PK_XREC, sc + (size_t)(i - 1) * 16, 1);
+    if (P == 0) PK_TSTORE(4, cbuf[0], 64); else PK_TSTORE(5, cbuf[1], 64);
 }
 
-/* Groups [g0, g1) (at most PK_AMX_CHUNK, their weights stay in L2) × all
- * batch rows. Per batch tile: blocks in order, and per block the group
- * pairs; the A tile and its nc tile stay in L1 while the pairs pass, the
- * chunk's accumulators (acc) too. */
-static void amx_chunk(const ci_pk_args *a, int g0, int g1, __m512 *acc, int32_t (*cbuf)[512])
+/* One batch tile (xa) × one group (wg) over blocks [i0, i1) in order,
+ * continuing acc_mem; the 16 accumulator rows live in registers meanwhile,
+ * so the per-block rescale touches memory only for the stored C tile. pf:
+ * prefetch the group's weights (first batch tile, which streams them from
+ * memory; later ones find them in L2). */
+static void amx_group(const ci_pk_args *a, const uint8_t *xa, int g, int i0, int i1, __m512 *acc_mem, int pf)
+{
+    const ci_packed *P = a->p;
+    const int nb = P->nb;
+    const uint8_t *wg = P->q + (size_t)g * P->qstride;
+    const uint16_t *sc = (const uint16_t *)(wg + (size_t)nb * CI_PK_QBLK);
+    _Alignas(64) int32_t cbuf[2][256];
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int m = 0; m < 16; m++) acc[m] = acc_mem[m];
+    PK_TLOAD(0, xa + (size_t)i0 * CI_PK_XREC, CI_QK);
+    PK_TLOAD(2, wg + (size_t)i0 * CI_PK_QBLK, 64);
+    PK_TZERO(4);
+    PK_TDPBSSD(4, 0, 6);
+    /* block numbers relative to i0 decide the tile set */
+    xa += (size_t)i0 * CI_PK_XREC;
+    wg += (size_t)i0 * CI_PK_QBLK;
+    sc += (size_t)i0 * 16;
+    const int n = i1 - i0;
+    int i = 0;
+    for (; i + 1 < n; i += 2) {
+        if (pf && i + PK_AMX_PF < n) {
+            const uint8_t *p = wg + (size_t)(i + PK_AMX_PF) * CI_PK_QBLK;
+            for (int l = 0; l < 2 * CI_PK_QBLK; l += 64) _mm_prefetch((const char *)(p + l), _MM_HINT_T0);
+        }
+        amx_block(0, acc, cbuf, xa, wg, sc, i, n);
+        amx_block(1, acc, cbuf, xa, wg, sc, i + 1, n);
+    }
+    if (i < n) amx_block(0, acc, cbuf, xa, wg, sc, i, n);
+    /* the last block's rescale */
+    const int last = (n - 1) & 1;
+    amx_rescale(acc, cbuf[last], xa + (size_t)(n - 1) * CI_PK_XREC, sc + (size_t)(n - 1) * 16, 0);
+    amx_rescale(acc, cbuf[last], xa + (size_t)(n - 1) * CI_PK_XREC, sc + (size_t)(n - 1) * 16, 1);
+#pragma GCC unroll 16
+    for (int m = 0; m < 16; m++) acc_mem[m] = acc[m];
+}
+
+/* Groups in chunks whose weights stay in L2 while every batch tile passes
+ * over them; per batch tile, blocks in slices whose A records stay in L1/L2
+ * while the chunk's groups pass (the accumulators wait in acc between
+ * slices). */
+void ci_pk_mm_amx(const ci_pk_args *a, int g0, int g1)
 {
     const ci_packed *P = a->p;
     const int nb = P->nb;
     const int nbt = (a->batch + CI_PK_GROUP - 1) / CI_PK_GROUP;
-    const int ng = g1 - g0;
-    for (int t = 0; t < nbt; t++) {
-        const uint8_t *xa = a->xp + (size_t)t * (size_t)nb * CI_PK_XREC;
-        const int left = a->batch - t * CI_PK_GROUP;
-        const int va = left < CI_PK_GROUP ? left : CI_PK_GROUP;
-        for (int k = 0; k < ng * 16; k++) acc[k] = _mm512_setzero_ps();
-        amx_step st[2];
-        /* the first step's tiles; then each step loads its successor's */
-        const uint8_t *wg0 = P->q + (size_t)g0 * P->qstride;
-        PK_TLOAD(0, xa, CI_QK);
-        PK_TLOAD(2, wg0, 64);
-        PK_TLOAD(4, xa + CI_PK_XNC, 64);
-        if (ng > 1) {
-            PK_TLOAD(3, wg0 + P->qstride, 64);
-            PK_TLOAD(5, xa + CI_PK_XNC, 64);
-        }
-        const amx_step *prev = NULL;
-        int k = 0;
-        for (int i = 0; i < nb; i++) {
-            const uint8_t *rec = xa + (size_t)i * CI_PK_XREC;
-            for (int gp = 0; gp < ng; gp += 2, k++) {
-                amx_step *cur = &st[k & 1];
-                const uint8_t *w0 = wg0 + (size_t)gp * P->qstride;
-                /* tile loads execute in order, so a B tile that misses
-                 * the caches stalls the tile unit: on the first batch
-                 * tile, which streams the chunk's weights from memory,
-                 * fetch the pair's B tiles PK_AMX_PF blocks ahead (later
-                 * batch tiles find them in L2, where prefetching measured
-                 * slower) */
-                if (t == 0 && i + PK_AMX_PF < nb) {
-                    const uint8_t *pf = w0 + (size_t)(i + PK_AMX_PF) * CI_PK_QBLK;
-                    for (int l = 0; l < CI_PK_QBLK; l += 64) _mm_prefetch((const char *)(pf + l), _MM_HINT_T0);
-                    if (gp + 1 < ng)
-                        for (int l = 0; l < CI_PK_QBLK; l += 64) _mm_prefetch((const char *)(pf + P->qstride + l), _MM_HINT_T0);
-                }
-                cur->c = cbuf[k & 1];
-                cur->dx = (const float *)(rec + CI_PK_XDX);
-                cur->nb = gp + 1 < ng ? 2 : 1;
-                cur->sc[0] = (const uint16_t *)(w0 + (size_t)nb * CI_PK_QBLK) + (size_t)i * 16;
-                cur->sc[1] = (const uint16_t *)(w0 + P->qstride + (size_t)nb * CI_PK_QBLK) + (size_t)i * 16;
-                cur->acc = acc + gp * 16;
-                /* successor: next pair of this block, or the first pair of the next */
-                amx_src nx;
-                const amx_src *next = &nx;
-                if (gp + 2 < ng) {
-                    nx.a = NULL;
-                    nx.nc = rec + CI_PK_XNC;
-                    nx.b[0] = w0 + 2 * P->qstride + (size_t)i * CI_PK_QBLK;
-                    nx.b[1] = gp + 3 < ng ? nx.b[0] + P->qstride : NULL;
-                } else if (i + 1 < nb) {
-                    nx.a = rec + CI_PK_XREC;
-                    nx.nc = nx.a + CI_PK_XNC;
-                    nx.b[0] = wg0 + (size_t)(i + 1) * CI_PK_QBLK;
-                    nx.b[1] = ng > 1 ? nx.b[0] + P->qstride : NULL;
-                } else {
-                    next = NULL;
-                }
-                if (k & 1) amx_step_run(1, cur->nb == 2, next, cbuf[1], prev, va);
-                else amx_step_run(0, cur->nb == 2, next, cbuf[0], prev, va);
-                prev = cur;
+    int chunk = (int)(PK_AMX_CHUNK_BYTES / P->qstride);
+    if (chunk < 1) chunk = 1;
+    if (chunk > PK_AMX_MAX_CHUNK) chunk = PK_AMX_MAX_CHUNK;
+    __m512 acc[PK_AMX_MAX_CHUNK * 16];
+    amx_load_config();
+    _Alignas(64) uint8_t m128[512];
+    memset(m128, 0x80, sizeof m128);
+    PK_TLOAD(6, m128, 64);
+    for (int gc = g0; gc < g1; gc += chunk) {
+        const int ge = g1 - gc < chunk ? g1 : gc + chunk;
+        for (int t = 0; t < nbt; t++) {
+            const uint8_t *xa = a->xp + (size_t)t * (size_t)nb * CI_PK_XREC;
+            const int left = a->batch - t * CI_PK_GROUP;
+            const int va = left < CI_PK_GROUP ? left : CI_PK_GROUP;
+            for (int k = 0; k < (ge - gc) * 16; k++) acc[k] = _mm512_setzero_ps();
+            for (int i0 = 0; i0 < nb; i0 += PK_AMX_SLICE) {
+                const int i1 = nb - i0 < PK_AMX_SLICE ? nb : i0 + PK_AMX_SLICE;
+                for (int g = gc; g < ge; g++) amx_group(a, xa, g, i0, i1, acc + (g - gc) * 16, t == 0);
+            }
+            for (int g = gc; g < ge; g++) {
+                const pk_out o = pk_out_of(a, g);
+                for (int m = 0; m < va; m++) pk_store(&o, t * CI_PK_GROUP + m, acc[(g - gc) * 16 + m]);
             }
         }
-        for (int bj = 0; bj < 2; bj++) {
-            amx_rescale(prev, bj, 0, va);
-            amx_rescale(prev, bj, 1, va);
-        }
-        for (int gi = 0; gi < ng; gi++) {
-            const pk_out o = pk_out_of(a, g0 + gi);
-            for (int m = 0; m < va; m++) pk_store(&o, t * CI_PK_GROUP + m, acc[gi * 16 + m]);
-        }
     }
-}
-
-void ci_pk_mm_amx(const ci_pk_args *a, int g0, int g1)
-{
-    _Alignas(64) int32_t cbuf[2][512];
-    __m512 acc[PK_AMX_CHUNK * 16];
-    amx_load_config();
-    for (int gc = g0; gc < g1; gc += PK_AMX_CHUNK)
-        amx_chunk(a, gc, g1 - gc < PK_AMX_CHUNK ? g1 : gc + PK_AMX_CHUNK, acc, cbuf);
     _tile_release();
 }
 
