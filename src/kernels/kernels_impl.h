@@ -52,8 +52,8 @@ void ci_attention_scalar(const ci_attn_args *a);
  * scales, 16 fp16 per block. Prepared activations: per 16 batch rows (one
  * A tile) and block, a CI_PK_XREC record: s8 quants [16][32] at 0, the
  * int32 tile [16][16] at CI_PK_XNC whose row m is 16 × nc_m = -128·Σ (row
- * m's quants) (the AMX accumulator's start), fp32 d_x [16] at CI_PK_XDX;
- * zeros for padding rows. Records are [batch tile][block]. */
+ * m's quants) (the VNNI accumulator's start; AMX recomputes it), fp32
+ * d_x [16] at CI_PK_XDX; zeros for padding rows. Records are [batch tile][block]. */
 
 #define CI_PK_MAX_SEG 4
 #define CI_PK_GROUP 16
@@ -139,6 +139,27 @@ static inline void ci_q4k_scales(const uint8_t *packed, uint8_t out[16])
     ci_q4k_scale_words(packed, u);
     memcpy(out, u, 16);
 }
+
+/* The fp32 epilogue of one K-quant super-block, shared by every kernel
+ * that must match the scalar reference bitwise (scalar, AVX-512, AMX): the
+ * block's exact int32 dot (and Q4_K min term) scaled and added in fp32, two
+ * roundings per term, never fused (strict C11: no fp contraction). */
+static inline float ci_kq4_block_acc(float s, float d, float dmin, float dx, int32_t dot, int32_t mins)
+{
+    s += (d * dx) * (float)dot;
+    s -= (dmin * dx) * (float)mins;
+    return s;
+}
+static inline float ci_kq6_block_acc(float s, float d, float dx, int32_t dot) { return s + (d * dx) * (float)dot; }
+
+/* ---- K-quant AMX products (kernels_kq_amx.c), reached from the AVX-512
+ * tables' Q4_K/Q6_K matmul for batches ≥ ci_kq_amx_min_batch(q6) when
+ * ci_amx_int8_usable(). Rows [r0, r1) of a's product, bitwise the scalar
+ * reference's. Loads and releases its own tile configuration. */
+void ci_kq_mm_amx(int q6, const ci_mm_args *a, int r0, int r1);
+int ci_kq_amx_min_batch(int q6);
+/* Test / bench: AMX for batches ≥ n (n ≤ 0: the default; INT_MAX: never). */
+void ci_kq_set_amx_min_batch(int n);
 
 /* The value of largest magnitude, with its sign (the first one on ties;
  * NaNs never win): the reference quantizers (Q4_0, Q6_K, Q8_K) map it to

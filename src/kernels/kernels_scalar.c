@@ -107,9 +107,8 @@ static void mm_q4_K(const ci_mm_args *a, int r0, int r1)
                 for (int j = 0; j < 8; j++)
                     mins += sm[8 + j] * ((int16_t)ci_ld_u16(xb + CI_Q8K_BSUMS + 4 * j) +
                                          (int16_t)ci_ld_u16(xb + CI_Q8K_BSUMS + 4 * j + 2));
-                const float dx = ci_ld_f32(xb);
-                s += (ci_fp16_to_fp32(ci_ld_u16(wb)) * dx) * (float)dot;
-                s -= (ci_fp16_to_fp32(ci_ld_u16(wb + 2)) * dx) * (float)mins;
+                s = ci_kq4_block_acc(s, ci_fp16_to_fp32(ci_ld_u16(wb)), ci_fp16_to_fp32(ci_ld_u16(wb + 2)),
+                                     ci_ld_f32(xb), dot, mins);
             }
             a->y[(size_t)b * a->ldy + r] = s;
         }
@@ -139,7 +138,7 @@ static void mm_q6_K(const ci_mm_args *a, int r0, int r1)
                     }
                 int dot = 0;
                 for (int g = 0; g < 16; g++) dot += sc[g] * grp[g];
-                s += (ci_fp16_to_fp32(ci_ld_u16(wb + 208)) * ci_ld_f32(xb)) * (float)dot;
+                s = ci_kq6_block_acc(s, ci_fp16_to_fp32(ci_ld_u16(wb + 208)), ci_ld_f32(xb), dot);
             }
             a->y[(size_t)b * a->ldy + r] = s;
         }

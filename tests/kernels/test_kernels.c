@@ -634,13 +634,15 @@ static void test_packed(void)
     const int amx = ci_amx_int8_usable();
     if (!amx) fprintf(stderr, "packed q8_0: AMX cases skipped (no AMX-INT8 usable by this process or CINFER_CPU caps it)\n");
     int any = 0, cases = 0;
-    for (int c = 0; c < 22; c++) {
-        const int cols = cols_list[c % 4], batch = batches[c % 11];
+    /* the last case: long rows and many groups, so the AMX kernel splits
+     * them into several L2 chunks and block slices */
+    for (int c = 0; c < 23; c++) {
+        const int cols = c == 22 ? 32 * 101 : cols_list[c % 4], batch = c == 22 ? 33 : batches[c % 11];
         int nseg = 1 + c % 3, rows[3];
         uint8_t *wraw[3];
         const void *w[3];
         for (int s = 0; s < nseg; s++) {
-            rows[s] = c == 0 ? 16 * (s + 1) : 1 + (int)(rnd_u32() % 50);
+            rows[s] = c == 0 ? 16 * (s + 1) : c == 22 ? 250 : 1 + (int)(rnd_u32() % 50);
             wraw[s] = make_raw_q8(rows[s], cols);
             w[s] = wraw[s] + (s & 1); /* odd segments misaligned */
             if (s & 1) memmove(wraw[s] + 1, wraw[s], (size_t)rows[s] * (cols / 32) * sizeof(ci_block_q8_0));
@@ -826,6 +828,14 @@ static void test_packed_bf16(void)
         int rows[3];
         for (int s = 0; s < nseg; s++) rows[s] = c == 0 ? 16 * (s + 1) : 1 + (int)(rnd_u32() % 50);
         check_bf16_packed_case(nseg, rows, cols, batch, c % 5 == 4, &runs);
+    }
+    /* AMX k blocks of 16 chunks with C spilled between them: several
+     * batch-tile pairs, partial tiles, k ending on and just past a block */
+    static const int kblock_cases[][4] = { { 1030, 70, 37, 20 }, { 512, 35, 33, 0 }, { 1024, 50, 17, 40 }, { 1571, 97, 48, 0 } };
+    for (int c = 0; c < 4; c++) {
+        const int *kc = kblock_cases[c];
+        int rows[2] = { kc[2], kc[3] };
+        check_bf16_packed_case(kc[3] ? 2 : 1, rows, kc[0], kc[1], 0, &runs);
     }
     fprintf(stderr, "packed bf16: %d runs bitwise equal to the scalar model\n", runs);
 }
@@ -1238,6 +1248,61 @@ static void test_kquant(void)
                 check_kquant_matmul((ci_wtype)wt, rows_list[(ci + bi) % 4], cols_list[ci], batches[bi], (ci + bi) % 2);
 }
 
+/* The K-quant AMX path (kernels_kq_amx.c) against the AVX-512 kernels and
+ * the scalar reference: all three must agree bitwise (same int32 block sums,
+ * same fp32 epilogue), for random valid blocks, odd row counts, every batch
+ * size and 1 or 2 threads. */
+static void test_kquant_amx(void)
+{
+    const ci_kernel_table *t512 = ci_kernels_get(CI_KV_AVX512), *sc = ci_kernels_get(CI_KV_SCALAR);
+    if (!t512 || !ci_amx_int8_usable()) {
+        printf("test_kquant_amx: skipped (no AVX-512 or AMX-INT8 usable)\n");
+        return;
+    }
+    static const int cols_list[] = { 256, 256 * 3, 256 * 5 };
+    static const int rows_list[] = { 1, 17, 37 };
+    for (int wt = CI_WT_Q4_K; wt <= CI_WT_Q6_K; wt++)
+        for (int ci = 0; ci < 3; ci++) {
+            const int cols = cols_list[ci], rows = rows_list[ci], nb = cols / 256, maxb = 70;
+            const size_t bb = kq_bytes((ci_wtype)wt), rb = ci_row_bytes((ci_wtype)wt, (size_t)cols);
+            uint8_t *buf = malloc(rb * (size_t)rows + 1), *w = buf + 1;
+            for (int r = 0; r < rows; r++)
+                for (int b = 0; b < nb; b++) kq_random_block((ci_wtype)wt, w + (size_t)r * rb + (size_t)b * bb);
+            const size_t ldx = (size_t)cols + 1, ldy = (size_t)rows + 3;
+            float *x = malloc(sizeof(float) * ldx * maxb);
+            fill(x, ldx * maxb, 3.0f);
+            float *yref = malloc(sizeof(float) * ldy * maxb), *ysimd = malloc(sizeof(float) * ldy * maxb);
+            float *yamx = malloc(sizeof(float) * ldy * maxb);
+            int bad = 0;
+            for (int batch = 1; batch <= maxb; batch += batch < 20 ? 1 : 7) {
+                ci_threadpool_set_threads(1);
+                ci_matmul_with(sc, yref, ldy, x, ldx, batch, w, (ci_wtype)wt, rows, cols);
+                ci_kq_set_amx_min_batch(INT_MAX);
+                ci_matmul_with(t512, ysimd, ldy, x, ldx, batch, w, (ci_wtype)wt, rows, cols);
+                for (int th = 1; th <= 2; th++) {
+                    ci_threadpool_set_threads(th);
+                    ci_kq_set_amx_min_batch(1);
+                    ci_matmul_with(t512, yamx, ldy, x, ldx, batch, w, (ci_wtype)wt, rows, cols);
+                    for (int b = 0; b < batch; b++) {
+                        const size_t o = (size_t)b * ldy;
+                        if (memcmp(yamx + o, yref + o, sizeof(float) * (size_t)rows) ||
+                            memcmp(ysimd + o, yref + o, sizeof(float) * (size_t)rows)) {
+                            if (g_fail_prints++ < 10)
+                                fprintf(stderr, "kquant amx %s %dx%d batch %d threads %d row-set %d differs\n",
+                                        ci_wtype_name((ci_wtype)wt), rows, cols, batch, th, b);
+                            bad++;
+                        }
+                    }
+                }
+            }
+            ci_kq_set_amx_min_batch(0);
+            ci_threadpool_set_threads(0);
+            CHECK_MSG(bad == 0, "AMX/AVX-512/scalar %s %dx%d: %d batch rows differ", ci_wtype_name((ci_wtype)wt), rows,
+                      cols, bad);
+            free(buf); free(x); free(yref); free(ysimd); free(yamx);
+        }
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--dispatch-scalar")) {
@@ -1252,6 +1317,7 @@ int main(int argc, char **argv)
     test_matmul();
     test_packed();
     test_kquant();
+    test_kquant_amx();
     test_packed_bf16();
     ci_threadpool_shutdown();
     TEST_MAIN_END();
