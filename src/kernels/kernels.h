@@ -8,7 +8,9 @@
  *    `#pragma GCC target`, and ci_kernels_init() picks, once, the best
  *    implementation table for the running CPU (cpuid + xgetbv through
  *    __builtin_cpu_supports), so one binary runs on any x86-64.
- *  - CINFER_CPU=scalar|avx2|avx512 caps the level (tests, comparisons).
+ *  - CINFER_CPU=scalar|avx2|avx512|amx caps the level (tests, comparisons);
+ *    the default, amx, adds AMX tiles where the CPU and the OS allow them
+ *    (ci_kernels_init asks Linux for the tile state once per process).
  *  - ci_matmul is THE hot operation. It parallelises over weight rows with
  *    the thread pool (threadpool.h); within a thread a tile of up to 4 weight
  *    rows is multiplied against all batch rows, 4 at a time, so each weight
@@ -34,6 +36,14 @@
  *                       order (d_w·d_x is exact); the ggml-layout SIMD
  *                       kernels keep per-lane partial sums instead, so they
  *                       differ from it only by fp32 summation order.
+ *      Q4_K/Q6_K      : x quantized per 256 to Q8_K as ggml's reference;
+ *                       per super-block the scale-weighted sub-block dots
+ *                       (and Q4_K's min term) are exact int32s, then one
+ *                       shared fp32 epilogue (ggml's vec_dot order). Scalar,
+ *                       AVX-512 and the AMX kernel for batches ≥ 12/16
+ *                       (kernels_kq_amx.c: quants unpacked per 16-row group
+ *                       into B tiles, no packed copy) agree bitwise; AVX2
+ *                       keeps its own fp32 order (tested with a tolerance).
  *  - Weights may sit at any byte address (mmapped files): all loads are
  *    unaligned-safe (loadu / memcpy).
  *  - Packed weights (ci_pack_weights, kernels_packed.c): on AVX512-VNNI the
