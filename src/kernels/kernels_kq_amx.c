@@ -21,6 +21,7 @@
  * epilogue is ci_kq4/6_block_acc evaluated for 16 rows per instruction.
  */
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "kernels/kernels_impl.h"
@@ -68,19 +69,38 @@ static void ka_load_config(int k)
 }
 
 /* Per-thread work buffers: the calling thread's ci_kernels_scratch holds
- * the prepared x, so this file keeps its own (freed never: one per worker,
- * a few KB plus 64 bytes per batch row). */
-static _Thread_local void *ka_buf;
-static _Thread_local size_t ka_cap;
+ * the prepared x, so this file keeps its own: one per thread (a few KB plus
+ * 64 bytes per batch row), freed by the key's destructor when the thread
+ * (a pool worker, after ci_threadpool_set_threads/shutdown) exits. */
+typedef struct ka_buffer { void *p; size_t cap; } ka_buffer;
+static pthread_key_t ka_key;
+static pthread_once_t ka_key_once = PTHREAD_ONCE_INIT;
+
+static void ka_buffer_free(void *v)
+{
+    ka_buffer *b = v;
+    if (b) { free(b->p); free(b); }
+}
+static void ka_key_init(void)
+{
+    if (pthread_key_create(&ka_key, ka_buffer_free) != 0) abort();
+}
 
 static void *ka_scratch(size_t n)
 {
-    if (ka_cap < n) {
-        free(ka_buf);
-        ka_cap = (n + 4095) & ~(size_t)4095;
-        if (posix_memalign(&ka_buf, 64, ka_cap) != 0) abort();
+    pthread_once(&ka_key_once, ka_key_init);
+    ka_buffer *b = pthread_getspecific(ka_key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b || pthread_setspecific(ka_key, b) != 0) abort();
     }
-    return ka_buf;
+    if (b->cap < n) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = (n + 4095) & ~(size_t)4095;
+        if (posix_memalign(&b->p, 64, b->cap) != 0) abort();
+    }
+    return b->p;
 }
 
 typedef struct ka_work {
