@@ -624,6 +624,26 @@ static uint8_t *make_raw_q8(int rows, int cols)
     return w;
 }
 
+/* One packed product against its reference outputs, bitwise, with a
+ * sentinel in the gaps of y past each segment's rows (nothing may be
+ * written there). `what` names the kernel/threads/shape in messages. */
+static void check_packed_vs_ref(const ci_packed *p, int nseg, const int *rows, float *const *y, float *const *yref,
+                                const size_t *ldy, const float *x, size_t ldx, int batch, const char *what)
+{
+    for (int s = 0; s < nseg; s++) memset(y[s], 0x7f, sizeof(float) * ldy[s] * (size_t)batch);
+    ci_matmul_packed(p, y, ldy, x, ldx, batch);
+    for (int s = 0; s < nseg; s++) {
+        int diff = 0, gap = 0;
+        for (int b = 0; b < batch; b++) {
+            diff += memcmp(yref[s] + (size_t)b * ldy[s], y[s] + (size_t)b * ldy[s], sizeof(float) * (size_t)rows[s]) != 0;
+            for (size_t k = (size_t)rows[s]; k < ldy[s]; k++) gap += f2u(y[s][(size_t)b * ldy[s] + k]) != 0x7f7f7f7fu;
+        }
+        CHECK_MSG(diff == 0, "%s seg %d/%d rows=%d batch=%d: %d batch rows differ from the reference", what, s, nseg,
+                  rows[s], batch, diff);
+        CHECK_MSG(gap == 0, "%s wrote past segment %d's rows", what, s);
+    }
+}
+
 static void test_packed(void)
 {
     static const int cols_list[] = { 32, 32 * 3, 32 * 9, 32 * 33 };
@@ -667,20 +687,9 @@ static void test_packed(void)
                     if (mi == 1 && !amx) continue;
                     ci_threadpool_set_threads(thr);
                     ci_packed_set_amx_min_batch(modes[mi]);
-                    for (int s = 0; s < nseg; s++) /* sentinel: the gaps past each row stay untouched */
-                        memset(y[s], 0x7f, sizeof(float) * ldy[s] * (size_t)batch);
-                    ci_matmul_packed(p, y, ldy, x, ldx, batch);
-                    for (int s = 0; s < nseg; s++) {
-                        int diff = 0, gap = 0;
-                        for (int b = 0; b < batch; b++) {
-                            diff += memcmp(yref[s] + (size_t)b * ldy[s], y[s] + (size_t)b * ldy[s],
-                                           sizeof(float) * (size_t)rows[s]) != 0;
-                            for (size_t k = (size_t)rows[s]; k < ldy[s]; k++) gap += f2u(y[s][(size_t)b * ldy[s] + k]) != 0x7f7f7f7fu;
-                        }
-                        CHECK_MSG(diff == 0, "packed q8_0 %s thr=%d cols=%d seg %d/%d rows=%d batch=%d: %d batch rows differ "
-                                  "from the scalar reference", mode_name[mi], thr, cols, s, nseg, rows[s], batch, diff);
-                        CHECK_MSG(gap == 0, "packed q8_0 %s wrote past segment %d's rows", mode_name[mi], s);
-                    }
+                    char what[96];
+                    snprintf(what, sizeof what, "packed q8_0 %s thr=%d cols=%d", mode_name[mi], thr, cols);
+                    check_packed_vs_ref(p, nseg, rows, y, yref, ldy, x, ldx, batch, what);
                     cases++;
                 }
             ci_packed_free(p);
@@ -743,20 +752,9 @@ static void check_bf16_packed_case(int nseg, const int *rows, int cols, int batc
             if (kernels[ki] == CI_BF16_KERNEL_AMX && !ci_amx_bf16_usable()) continue;
             ci_threadpool_set_threads(thr);
             ci_bf16_packed_force_kernel(kernels[ki]);
-            for (int s = 0; s < nseg; s++) /* sentinel: the gaps past each row stay untouched */
-                memset(y[s], 0x7f, sizeof(float) * ldy[s] * (size_t)batch);
-            ci_matmul_packed(p, y, ldy, x, ldx, batch);
-            for (int s = 0; s < nseg; s++) {
-                int diff = 0, gap = 0;
-                for (int b = 0; b < batch; b++) {
-                    diff += memcmp(yref[s] + (size_t)b * ldy[s], y[s] + (size_t)b * ldy[s],
-                                   sizeof(float) * (size_t)rows[s]) != 0;
-                    for (size_t k = (size_t)rows[s]; k < ldy[s]; k++) gap += f2u(y[s][(size_t)b * ldy[s] + k]) != 0x7f7f7f7fu;
-                }
-                CHECK_MSG(diff == 0, "packed bf16 %s thr=%d cols=%d seg %d/%d rows=%d batch=%d%s: %d batch rows differ "
-                          "from the scalar model", kname[ki], thr, cols, s, nseg, rows[s], batch, tiny ? " tiny" : "", diff);
-                CHECK_MSG(gap == 0, "packed bf16 %s wrote past segment %d's rows", kname[ki], s);
-            }
+            char what[96];
+            snprintf(what, sizeof what, "packed bf16 %s thr=%d cols=%d%s", kname[ki], thr, cols, tiny ? " tiny" : "");
+            check_packed_vs_ref(p, nseg, rows, y, yref, ldy, x, ldx, batch, what);
             (*runs)++;
         }
     ci_bf16_packed_force_kernel(CI_BF16_KERNEL_AUTO);
