@@ -425,6 +425,7 @@ static volatile sig_atomic_t g_signalled;
 static void on_signal(int sig) { g_signalled = sig; }
 
 int ci_server_run(cinfer_model *m, const ci_server_options *o, cinfer_error *err) {
+    int rc;
     if (m->remote || !m->sched) return ci_error(err, CINFER_ERR_INVALID, "serve needs a local model");
     if (!m->tpl) return ci_error(err, CINFER_ERR_INVALID, "the model has no chat template");
     server *s = ci_calloc(1, sizeof *s);
@@ -480,28 +481,25 @@ int ci_server_run(cinfer_model *m, const ci_server_options *o, cinfer_error *err
     fprintf(stderr, "cinfer serve: shutting down\n");
     atomic_store(&s->shutting_down, true); /* in-flight requests cancel themselves within a wait slice */
     MHD_stop_daemon(d);
-    atomic_store(&s->stopping, true);
-    ci_sched_wakeup(s->sched);
-    pthread_join(s->sched_thread, NULL);
-    ci_special_set_free(&s->specials);
-    ci_metrics_destroy(&s->metrics);
-    free(s->think_close);
-    free(s->model_name);
-    free(s->api_key);
-    free(s);
-    return 0;
+    rc = CINFER_OK;
+    goto stop_scheduler;
 fail:
+    rc = err ? err->code : CINFER_ERR_IO;
+stop_scheduler:
     atomic_store(&s->stopping, true);
     ci_sched_wakeup(s->sched);
     pthread_join(s->sched_thread, NULL);
+    goto release;
 fail_early:
+    rc = err ? err->code : CINFER_ERR_IO;
+release:
     ci_special_set_free(&s->specials);
     ci_metrics_destroy(&s->metrics);
     free(s->think_close);
     free(s->model_name);
     free(s->api_key);
     free(s);
-    return err ? err->code : CINFER_ERR_IO;
+    return rc;
 }
 
 void ci_server_disable_prefix_caching(cinfer_model *m) {
