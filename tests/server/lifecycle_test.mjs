@@ -1,7 +1,8 @@
 // lifecycle_test.mjs — request lifecycle and hostile-input checks against a
 // real `cinfer serve` (issue 11): a client that leaves stops its request,
 // SIGTERM drains instead of cutting, every error is OpenAI-shaped JSON, the
-// waiting queue is bounded, an over-long prompt reports its real length.
+// waiting queue is bounded, an over-long prompt reports its real length, a
+// half-closed client still gets its answer.
 //
 //   node tests/server/lifecycle_test.mjs CINFER_BIN MODEL_DIR
 //
@@ -35,7 +36,7 @@ const help = execFileSync(bin, ['serve', '--help'], { encoding: 'utf8' });
 const helpOption = (re) => { const m = help.match(re); return m ? m[1] : null; };
 const SHUTDOWN_OPT = helpOption(/(--shutdown-timeout)\b/);
 // the waiting-queue limit: whatever the server calls it (--max-waiting, --max-queue-len, ...)
-const QUEUE_OPT = helpOption(/(--max-[a-z-]*(?:wait|queue)[a-z-]*)\b/);
+const QUEUE_OPT = helpOption(/(--max-[a-z-]*(?:wait|queue)[a-z-]*)\b/) ?? helpOption(/(--[a-z-]*(?:waiting|queue)[a-z-]*)\b/);
 
 // ------------------------------------------------------------- reporting
 let passed = 0, failed = 0;
@@ -97,7 +98,7 @@ async function pollUntil(what, tries, fn) {
 // Raw exchange over one TCP connection: writes `data`, reads until the
 // server closes or `ms` passes. `status` is the first status code;
 // `statusLines` counts every HTTP status line in the reply.
-function raw(port, data, { ms = 5000, keepOpen = false } = {}) {
+function raw(port, data, { ms = 5000, keepOpen = false, halfClose = false } = {}) {
   return new Promise((resolve) => {
     const sock = net.connect({ host: '127.0.0.1', port });
     const chunks = [];
@@ -119,7 +120,8 @@ function raw(port, data, { ms = 5000, keepOpen = false } = {}) {
     });
     sock.on('error', () => end('error'));
     sock.on('close', () => end('closed'));
-    sock.write(data);
+    if (halfClose) sock.end(data); // shutdown(SHUT_WR) after the request: still reading
+    else sock.write(data);
   });
 }
 
@@ -344,6 +346,30 @@ async function longPromptChecks(srv) {
     `status ${r2.status}, message ${JSON.stringify(m2)} (the prompt has ${L} tokens)`, m2.slice(0, 100));
 }
 
+// ------------------------------------------------------------- (g) half-close
+// A client that shuts down its sending side after the request still reads
+// the answer (HTTP allows it): it must get one, also while queued behind
+// another request.
+async function halfCloseCheck() {
+  const name = '(g) half-closed client queued behind another request gets its answer';
+  const srv = await startServer(['--max-num-seqs', '1']);
+  const first = call(srv.port, '/v1/chat/completions', chatBody({ max_tokens: 300 }));
+  try {
+    await pollUntil('the first request running', 400, async () => (await metrics(srv.port)).running >= 1);
+    const body = JSON.stringify(chatBody({ max_tokens: 8 }));
+    const r = await raw(srv.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, { ms: 60000, halfClose: true });
+    let j = null;
+    try { j = JSON.parse(r.body); } catch { /* below */ }
+    check(name, r.status === 200 && j?.choices?.[0]?.finish_reason, `status ${r.status || `none (${r.why})`}: ${JSON.stringify(r.body.slice(0, 200))}`);
+  } catch (e) {
+    fail(name, e.message);
+  } finally {
+    first.cut('rst');
+    await stopServer(srv);
+  }
+}
+
 // ------------------------------------------------------------- (c) SIGTERM
 async function sigtermChecks() {
   const SHUTDOWN_S = 5;
@@ -405,7 +431,7 @@ async function sigtermChecks() {
 
 // ------------------------------------------------------------- (e) queue bound
 async function queueChecks() {
-  if (!QUEUE_OPT) return skip('(e) waiting queue bounded: 503 with Retry-After', '`cinfer serve --help` names no waiting-queue limit (--max-...wait|queue...)');
+  if (!QUEUE_OPT) return skip('(e) waiting queue bounded: 503 with Retry-After', '`cinfer serve --help` names no waiting-queue limit (--max-...wait|queue... or --...waiting|queue...)');
   const srv = await startServer(['--max-num-seqs', '1', QUEUE_OPT, '2']);
   const calls = Array.from({ length: 8 }, () => call(srv.port, '/v1/chat/completions', chatBody({ stream: true, max_tokens: LONG })));
   try {
@@ -436,7 +462,8 @@ function finish() {
 }
 
 try {
-  await disconnectCheck('(a) non-streaming client disconnect stops the request', { stream: false, how: 'fin' });
+  await disconnectCheck('(a) non-streaming client FIN stops the request', { stream: false, how: 'fin' });
+  await disconnectCheck('(a) non-streaming client RST stops the request', { stream: false, how: 'rst' });
   await disconnectCheck('(b) streaming client RST stops the request', { stream: true, how: 'rst' });
   await disconnectCheck('(b) streaming client FIN stops the request', { stream: true, how: 'fin' });
   const srv = await startServer();
@@ -447,6 +474,7 @@ try {
   } finally {
     await stopServer(srv);
   }
+  await halfCloseCheck();
   await sigtermChecks();
   await queueChecks();
 } catch (e) {
