@@ -44,6 +44,8 @@ typedef enum cinfer_status {
     CINFER_ERR_INVALID = -5,   /* bad argument from the caller */
     CINFER_ERR_TEMPLATE = -6,  /* template syntax or runtime error, raise_exception */
     CINFER_ERR_NETWORK = -7,
+    CINFER_ERR_KV_TOO_SMALL = -8, /* the KV cache cannot hold one sequence of max_model_len
+                                     (cinfer_model_load: raise kv_cache_gib or lower max_model_len) */
 } cinfer_status;
 
 /* Releases memory that a cinfer_* call returned to the caller. */
@@ -155,8 +157,8 @@ typedef struct cinfer_model cinfer_model;
 
 typedef struct cinfer_model_options {
     int n_threads;          /* 0: all online CPUs */
-    int max_model_len;      /* positions per sequence; 0: min(model maximum, 32768) */
-    int max_num_seqs;       /* concurrent sequences; 0: 1 */
+    int max_model_len;      /* positions per sequence; 0: min(model maximum, CINFER_DEFAULTS.model.max_model_len) */
+    int max_num_seqs;       /* concurrent sequences; 0: CINFER_DEFAULTS.model.max_num_seqs */
     double kv_cache_gib;    /* KV pool size; 0: max_num_seqs full-length sequences */
     bool show_progress;     /* progress bar on stderr while loading, if it is a terminal */
 } cinfer_model_options;
@@ -245,14 +247,15 @@ int cinfer_chat(cinfer_model *m, const cinfer_message *history, size_t n_history
  * program switches between a local checkpoint and a remote service by
  * changing how it opens the model; cinfer_chat works on both. */
 typedef struct cinfer_remote_options {
-    const char *base_url;   /* NULL: $OPENAI_BASE_URL, else https://api.openai.com/v1 */
+    const char *base_url;   /* NULL: $OPENAI_BASE_URL, else CINFER_DEFAULTS.remote.base_url */
     const char *api_key;    /* NULL: $OPENAI_API_KEY (never printed or logged) */
     const char *model;      /* model name sent with each request */
     const char *ca_bundle;  /* extra CA certificates (PEM file), NULL: system store */
-    double connect_timeout; /* seconds; 0: 10 */
-    double timeout;         /* whole request, seconds; 0: 600 */
-    double idle_timeout;    /* between streamed events, seconds; 0: 60 */
-    int max_retries;        /* on 429, 5xx and connection errors; < 0: 2 */
+    /* 0 (max_retries < 0): the value in CINFER_DEFAULTS.remote */
+    double connect_timeout; /* seconds */
+    double timeout;         /* whole request, seconds */
+    double idle_timeout;    /* between streamed events, seconds */
+    int max_retries;        /* on 429, 5xx and connection errors */
     bool verbose;           /* request/response summary on stderr, key masked */
     /* Polled every 50 ms while a request runs (and while it waits to retry):
      * nonzero cancels it, and cinfer_chat returns what arrived so far with
@@ -282,6 +285,51 @@ char *cinfer_remote_list_models(const cinfer_remote_options *o, cinfer_error *er
  * otherwise it is the user message of a one-turn chat. */
 int cinfer_generate(cinfer_model *m, const char *prompt, const cinfer_gen_options *o, cinfer_result *out,
                     cinfer_error *err);
+
+/* -------------------------------------------------------------- defaults */
+
+/* Every default of cinfer in one place: what an option left at 0 (or unset)
+ * means in cinfer_model_options, cinfer_remote_options, the server's options
+ * and the tools below, and what each `cinfer COMMAND --help` prints. The one
+ * instance is CINFER_DEFAULTS (src/engine/defaults.c, which says why each
+ * value was chosen); no other file spells these numbers. */
+typedef struct cinfer_defaults {
+    struct {
+        int max_model_len;        /* cap of max_model_len 0: min(model maximum, this) */
+        int max_num_seqs;         /* max_num_seqs 0 */
+        int max_batch_tokens;     /* tokens in one forward pass: the prefill chunk */
+        int kv_block_size;        /* positions per paged-KV block */
+    } model;
+    struct {                      /* `cinfer serve` */
+        const char *host;
+        int port;
+        int max_num_seqs;
+        double kv_cache_gib;
+        int max_connections;         /* open HTTP connections in all */
+        int max_connections_per_ip;  /* ... from one client address */
+        int max_waiting;             /* queued requests beyond the running ones (then 503) */
+        unsigned connection_timeout_s; /* an idle connection is closed after this */
+        double shutdown_timeout_s;   /* SIGTERM: running requests get this long to finish */
+        size_t max_body_bytes;       /* request body cap (413 beyond it) */
+    } server;
+    struct {                      /* cinfer_remote_options */
+        const char *base_url;     /* when neither the option nor $OPENAI_BASE_URL is set */
+        double connect_timeout_s;
+        double timeout_s;         /* whole request */
+        double idle_timeout_s;    /* between streamed events */
+        int max_retries;
+        double backoff_initial_s, backoff_max_s; /* retry delay: doubles from initial up to max */
+    } remote;
+    struct {                      /* cinfer_bench_options */
+        int n_prompt, n_gen, repetitions, n_seqs;
+    } bench;
+    struct {                      /* cinfer_test_model_options */
+        const char *shape, *dtype, *format;
+        unsigned shards;
+    } test_model;
+} cinfer_defaults;
+
+extern const cinfer_defaults CINFER_DEFAULTS;
 
 #ifdef __cplusplus
 }
