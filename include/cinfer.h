@@ -286,6 +286,103 @@ char *cinfer_remote_list_models(const cinfer_remote_options *o, cinfer_error *er
 int cinfer_generate(cinfer_model *m, const char *prompt, const cinfer_gen_options *o, cinfer_result *out,
                     cinfer_error *err);
 
+/* ----------------------------------------------------------------- tools */
+
+/* What the `cinfer` subcommands bench, quantize and make-test-model do, for
+ * any program. Defaults: CINFER_DEFAULTS.bench / .test_model. */
+
+/* Benchmark: llama-bench-style throughput of the forward pass alone (no
+ * tokenizer, sampler or scheduler) on pseudo-random token ids fixed by seed,
+ * like llama-bench's:
+ *   pp: one forward of n_prompt tokens (positions 0..n_prompt-1, logits for
+ *       the last only); tokens/s = n_prompt / time.
+ *   tg: n_gen single-token decode steps from an empty cache (logits every
+ *       step); with n_seqs > 1 the sequences decode together (one forward of
+ *       n_seqs tokens per step, logits for all), tokens/s = n_seqs * n_gen /
+ *       time, the aggregate (llama-batched-bench's S_TG).
+ * Each test runs `repetitions` times after one untimed warm-up. */
+typedef struct cinfer_bench_options {
+    int n_prompt;    /* 0 skips pp */
+    int n_gen;       /* 0 skips tg */
+    int n_seqs;      /* 1..CINFER_BENCH_MAX_SEQS */
+    int repetitions; /* >= 1 */
+    int n_threads;   /* 0: $CINFER_THREADS, else all online CPUs */
+} cinfer_bench_options;
+#define CINFER_BENCH_MAX_SEQS 256
+
+void cinfer_bench_options_init(cinfer_bench_options *o);
+
+typedef struct cinfer_bench cinfer_bench;
+
+/* Loads the checkpoint (HF folder or GGUF) and allocates for the tests. */
+cinfer_bench *cinfer_bench_open(const char *path, const cinfer_bench_options *o, cinfer_error *err);
+void cinfer_bench_free(cinfer_bench *b);
+
+typedef struct cinfer_bench_info {
+    const char *weight_type; /* of the layers' matrices, e.g. "q8_0" */
+    const char *kernels;     /* the kernel variant chosen for this CPU */
+    int n_threads, n_layers, hidden;
+    double load_seconds;
+} cinfer_bench_info;
+void cinfer_bench_get_info(const cinfer_bench *b, cinfer_bench_info *out);
+
+/* Tokens per second over the timed runs. */
+typedef struct cinfer_bench_stat {
+    double median, min, max;
+} cinfer_bench_stat;
+int cinfer_bench_run_pp(cinfer_bench *b, cinfer_bench_stat *out, cinfer_error *err);
+int cinfer_bench_run_tg(cinfer_bench *b, cinfer_bench_stat *out, cinfer_error *err);
+
+/* Quantization of a Qwen3 checkpoint (HF folder / .safetensors, or GGUF)
+ * into a GGUF file with llama.cpp's llama-quantize choices per tensor
+ * (src/model/quantize.h states the rules). `type`: "q8_0", "q4_0", "q4_k",
+ * "q6_k", "q4_k_m" (case-insensitive). `out` is created or truncated, and
+ * deleted again on failure. */
+typedef struct cinfer_quantize_stats {
+    size_t n_tensors;
+    size_t n_copied;   /* vectors, and tensors copied as stored */
+    size_t n_fallback; /* matrices whose row length forced another type */
+    uint64_t in_bytes, out_bytes; /* tensor data */
+    int n_types;       /* per_type entries: matrices written per weight type */
+    struct {
+        const char *type; /* "q4_k", ... */
+        size_t count;
+    } per_type[16];
+} cinfer_quantize_stats;
+
+/* progress(user, tensor name, the type it gets, bytes written, total bytes) */
+typedef void (*cinfer_quantize_progress_fn)(void *user, const char *tensor, const char *type, uint64_t done,
+                                            uint64_t total);
+
+/* The canonical name of a scheme, or NULL when `type` names none. */
+const char *cinfer_quantize_scheme_name(const char *type);
+int cinfer_quantize(const char *in, const char *out, const char *type, cinfer_quantize_progress_fn progress,
+                    void *user, cinfer_quantize_stats *stats, cinfer_error *err);
+
+/* Test models: a deterministic random-weight Qwen3 with the exact tensor
+ * layout of the real checkpoints and a real tokenizer; the weights depend
+ * only on the seed (src/format/test_model.h has the generator). */
+typedef struct cinfer_test_model_options {
+    const char *shape;          /* "tiny", "small", "0.6b", "4b" (the real configs) */
+    const char *dtype;          /* "f32", "bf16", "f16", "q8_0" (gguf only) */
+    const char *format;         /* "hf": a folder (config, tokenizer files, safetensors); "gguf": one file */
+    unsigned shards;            /* hf: safetensors files, 1..99 */
+    bool untied;                /* independent lm_head, tie_word_embeddings false */
+    bool no_lm_head;            /* hf, tied: do not store lm_head.weight (like the 4B files) */
+    uint64_t seed;
+    const char *tokenizer_dir;  /* folder with tokenizer.json + tokenizer_config.json */
+    bool show_progress;         /* progress lines on stderr */
+} cinfer_test_model_options;
+
+void cinfer_test_model_options_init(cinfer_test_model_options *o);
+/* Checks names and combinations: CINFER_ERR_INVALID naming the problem. */
+int cinfer_test_model_check(const cinfer_test_model_options *o, cinfer_error *err);
+/* Writes the model to `out` (a folder for hf, a file for gguf). */
+int cinfer_make_test_model(const char *out, const cinfer_test_model_options *o, cinfer_error *err);
+/* The tensors it would write, one per line "NAME\t[d0, d1]\tTYPE\n" in the
+ * format's own names and dimension order; cinfer_free()-able. */
+char *cinfer_test_model_tensor_list(const cinfer_test_model_options *o, cinfer_error *err);
+
 /* -------------------------------------------------------------- defaults */
 
 /* Every default of cinfer in one place: what an option left at 0 (or unset)
