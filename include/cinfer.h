@@ -44,6 +44,8 @@ typedef enum cinfer_status {
     CINFER_ERR_INVALID = -5,   /* bad argument from the caller */
     CINFER_ERR_TEMPLATE = -6,  /* template syntax or runtime error, raise_exception */
     CINFER_ERR_NETWORK = -7,
+    CINFER_ERR_KV_TOO_SMALL = -8, /* the KV cache cannot hold one sequence of max_model_len
+                                     (cinfer_model_load: raise kv_cache_gib or lower max_model_len) */
 } cinfer_status;
 
 /* Releases memory that a cinfer_* call returned to the caller. */
@@ -155,8 +157,8 @@ typedef struct cinfer_model cinfer_model;
 
 typedef struct cinfer_model_options {
     int n_threads;          /* 0: all online CPUs */
-    int max_model_len;      /* positions per sequence; 0: min(model maximum, 32768) */
-    int max_num_seqs;       /* concurrent sequences; 0: 1 */
+    int max_model_len;      /* positions per sequence; 0: min(model maximum, CINFER_DEFAULTS.model.max_model_len) */
+    int max_num_seqs;       /* concurrent sequences; 0: CINFER_DEFAULTS.model.max_num_seqs */
     double kv_cache_gib;    /* KV pool size; 0: max_num_seqs full-length sequences */
     bool show_progress;     /* progress bar on stderr while loading, if it is a terminal */
 } cinfer_model_options;
@@ -245,14 +247,15 @@ int cinfer_chat(cinfer_model *m, const cinfer_message *history, size_t n_history
  * program switches between a local checkpoint and a remote service by
  * changing how it opens the model; cinfer_chat works on both. */
 typedef struct cinfer_remote_options {
-    const char *base_url;   /* NULL: $OPENAI_BASE_URL, else https://api.openai.com/v1 */
+    const char *base_url;   /* NULL: $OPENAI_BASE_URL, else CINFER_DEFAULTS.remote.base_url */
     const char *api_key;    /* NULL: $OPENAI_API_KEY (never printed or logged) */
     const char *model;      /* model name sent with each request */
     const char *ca_bundle;  /* extra CA certificates (PEM file), NULL: system store */
-    double connect_timeout; /* seconds; 0: 10 */
-    double timeout;         /* whole request, seconds; 0: 600 */
-    double idle_timeout;    /* between streamed events, seconds; 0: 60 */
-    int max_retries;        /* on 429, 5xx and connection errors; < 0: 2 */
+    /* 0 (max_retries < 0): the value in CINFER_DEFAULTS.remote */
+    double connect_timeout; /* seconds */
+    double timeout;         /* whole request, seconds */
+    double idle_timeout;    /* between streamed events, seconds */
+    int max_retries;        /* on 429, 5xx and connection errors */
     bool verbose;           /* request/response summary on stderr, key masked */
     /* Polled every 50 ms while a request runs (and while it waits to retry):
      * nonzero cancels it, and cinfer_chat returns what arrived so far with
@@ -282,6 +285,148 @@ char *cinfer_remote_list_models(const cinfer_remote_options *o, cinfer_error *er
  * otherwise it is the user message of a one-turn chat. */
 int cinfer_generate(cinfer_model *m, const char *prompt, const cinfer_gen_options *o, cinfer_result *out,
                     cinfer_error *err);
+
+/* ----------------------------------------------------------------- tools */
+
+/* What the `cinfer` subcommands bench, quantize and make-test-model do, for
+ * any program. Defaults: CINFER_DEFAULTS.bench / .test_model. */
+
+/* Benchmark: llama-bench-style throughput of the forward pass alone (no
+ * tokenizer, sampler or scheduler) on pseudo-random token ids fixed by seed,
+ * like llama-bench's:
+ *   pp: one forward of n_prompt tokens (positions 0..n_prompt-1, logits for
+ *       the last only); tokens/s = n_prompt / time.
+ *   tg: n_gen single-token decode steps from an empty cache (logits every
+ *       step); with n_seqs > 1 the sequences decode together (one forward of
+ *       n_seqs tokens per step, logits for all), tokens/s = n_seqs * n_gen /
+ *       time, the aggregate (llama-batched-bench's S_TG).
+ * Each test runs `repetitions` times after one untimed warm-up. */
+typedef struct cinfer_bench_options {
+    int n_prompt;    /* 0 skips pp */
+    int n_gen;       /* 0 skips tg */
+    int n_seqs;      /* 1..CINFER_BENCH_MAX_SEQS */
+    int repetitions; /* >= 1 */
+    int n_threads;   /* 0: $CINFER_THREADS, else all online CPUs */
+} cinfer_bench_options;
+#define CINFER_BENCH_MAX_SEQS 256
+
+void cinfer_bench_options_init(cinfer_bench_options *o);
+
+typedef struct cinfer_bench cinfer_bench;
+
+/* Loads the checkpoint (HF folder or GGUF) and allocates for the tests. */
+cinfer_bench *cinfer_bench_open(const char *path, const cinfer_bench_options *o, cinfer_error *err);
+void cinfer_bench_free(cinfer_bench *b);
+
+typedef struct cinfer_bench_info {
+    const char *weight_type; /* of the layers' matrices, e.g. "q8_0" */
+    const char *kernels;     /* the kernel variant chosen for this CPU */
+    int n_threads, n_layers, hidden;
+    double load_seconds;
+} cinfer_bench_info;
+void cinfer_bench_get_info(const cinfer_bench *b, cinfer_bench_info *out);
+
+/* Tokens per second over the timed runs. */
+typedef struct cinfer_bench_stat {
+    double median, min, max;
+} cinfer_bench_stat;
+int cinfer_bench_run_pp(cinfer_bench *b, cinfer_bench_stat *out, cinfer_error *err);
+int cinfer_bench_run_tg(cinfer_bench *b, cinfer_bench_stat *out, cinfer_error *err);
+
+/* Quantization of a Qwen3 checkpoint (HF folder / .safetensors, or GGUF)
+ * into a GGUF file with llama.cpp's llama-quantize choices per tensor
+ * (src/model/quantize.h states the rules). `type`: "q8_0", "q4_0", "q4_k",
+ * "q6_k", "q4_k_m" (case-insensitive). `out` is created or truncated, and
+ * deleted again on failure. */
+typedef struct cinfer_quantize_stats {
+    size_t n_tensors;
+    size_t n_copied;   /* vectors, and tensors copied as stored */
+    size_t n_fallback; /* matrices whose row length forced another type */
+    uint64_t in_bytes, out_bytes; /* tensor data */
+    int n_types;       /* per_type entries: matrices written per weight type */
+    struct {
+        const char *type; /* "q4_k", ... */
+        size_t count;
+    } per_type[16];
+} cinfer_quantize_stats;
+
+/* progress(user, tensor name, the type it gets, bytes written, total bytes) */
+typedef void (*cinfer_quantize_progress_fn)(void *user, const char *tensor, const char *type, uint64_t done,
+                                            uint64_t total);
+
+/* The canonical name of a scheme, or NULL when `type` names none. */
+const char *cinfer_quantize_scheme_name(const char *type);
+int cinfer_quantize(const char *in, const char *out, const char *type, cinfer_quantize_progress_fn progress,
+                    void *user, cinfer_quantize_stats *stats, cinfer_error *err);
+
+/* Test models: a deterministic random-weight Qwen3 with the exact tensor
+ * layout of the real checkpoints and a real tokenizer; the weights depend
+ * only on the seed (src/format/test_model.h has the generator). */
+typedef struct cinfer_test_model_options {
+    const char *shape;          /* "tiny", "small", "0.6b", "4b" (the real configs) */
+    const char *dtype;          /* "f32", "bf16", "f16", "q8_0" (gguf only) */
+    const char *format;         /* "hf": a folder (config, tokenizer files, safetensors); "gguf": one file */
+    unsigned shards;            /* hf: safetensors files, 1..99 */
+    bool untied;                /* independent lm_head, tie_word_embeddings false */
+    bool no_lm_head;            /* hf, tied: do not store lm_head.weight (like the 4B files) */
+    uint64_t seed;
+    const char *tokenizer_dir;  /* folder with tokenizer.json + tokenizer_config.json */
+    bool show_progress;         /* progress lines on stderr */
+} cinfer_test_model_options;
+
+void cinfer_test_model_options_init(cinfer_test_model_options *o);
+/* Checks names and combinations: CINFER_ERR_INVALID naming the problem. */
+int cinfer_test_model_check(const cinfer_test_model_options *o, cinfer_error *err);
+/* Writes the model to `out` (a folder for hf, a file for gguf). */
+int cinfer_make_test_model(const char *out, const cinfer_test_model_options *o, cinfer_error *err);
+/* The tensors it would write, one per line "NAME\t[d0, d1]\tTYPE\n" in the
+ * format's own names and dimension order; cinfer_free()-able. */
+char *cinfer_test_model_tensor_list(const cinfer_test_model_options *o, cinfer_error *err);
+
+/* -------------------------------------------------------------- defaults */
+
+/* Every default of cinfer in one place: what an option left at 0 (or unset)
+ * means in cinfer_model_options, cinfer_remote_options, the server's options
+ * and the tools below, and what each `cinfer COMMAND --help` prints. The one
+ * instance is CINFER_DEFAULTS (src/engine/defaults.c, which says why each
+ * value was chosen); no other file spells these numbers. */
+typedef struct cinfer_defaults {
+    struct {
+        int max_model_len;        /* cap of max_model_len 0: min(model maximum, this) */
+        int max_num_seqs;         /* max_num_seqs 0 */
+        int max_batch_tokens;     /* tokens in one forward pass: the prefill chunk */
+        int kv_block_size;        /* positions per paged-KV block */
+    } model;
+    struct {                      /* `cinfer serve` */
+        const char *host;
+        int port;
+        int max_num_seqs;
+        double kv_cache_gib;
+        int max_connections;         /* open HTTP connections in all */
+        int max_connections_per_ip;  /* ... from one client address */
+        int max_waiting;             /* queued requests beyond the running ones (then 503) */
+        unsigned connection_timeout_s; /* an idle connection is closed after this */
+        double shutdown_timeout_s;   /* SIGTERM: running requests get this long to finish */
+        size_t max_body_bytes;       /* request body cap (413 beyond it) */
+    } server;
+    struct {                      /* cinfer_remote_options */
+        const char *base_url;     /* when neither the option nor $OPENAI_BASE_URL is set */
+        double connect_timeout_s;
+        double timeout_s;         /* whole request */
+        double idle_timeout_s;    /* between streamed events */
+        int max_retries;
+        double backoff_initial_s, backoff_max_s; /* retry delay: doubles from initial up to max */
+    } remote;
+    struct {                      /* cinfer_bench_options */
+        int n_prompt, n_gen, repetitions, n_seqs;
+    } bench;
+    struct {                      /* cinfer_test_model_options */
+        const char *shape, *dtype, *format;
+        unsigned shards;
+    } test_model;
+} cinfer_defaults;
+
+extern const cinfer_defaults CINFER_DEFAULTS;
 
 #ifdef __cplusplus
 }

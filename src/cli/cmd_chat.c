@@ -26,14 +26,16 @@ static void usage(FILE *out) {
             "       cinfer chat --remote URL [--model NAME] [options]\n\n"
             "Interactive chat with a local model (Hugging Face folder or GGUF) or an\n"
             "OpenAI-compatible endpoint (key from $OPENAI_API_KEY). Thinking is shown dimmed.\n\n"
-            "options:\n"
-            "%s%s\n"
+            "options:\n");
+    gen_args_help(out);
+    remote_args_help(out);
+    fprintf(out,
+            "\n"
             "commands inside the chat:\n"
             "  /reset                forget the conversation\n"
             "  /system TEXT          set the system prompt (and reset)\n"
             "  /think on|off         enable_thinking for the next turns\n"
-            "  /exit                 leave (also Ctrl-D)\n",
-            GEN_ARGS_HELP, REMOTE_ARGS_HELP);
+            "  /exit                 leave (also Ctrl-D)\n");
 }
 
 typedef struct turn {

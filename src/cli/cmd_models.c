@@ -15,10 +15,10 @@
 static void usage(void) {
     printf("usage: cinfer models [--remote URL] [OPTIONS]\n\n"
            "Lists the models an OpenAI-compatible endpoint serves (default endpoint:\n"
-           "$OPENAI_BASE_URL, else https://api.openai.com/v1).\n\n"
-           "%s"
-           "  --json                print the endpoint's \"data\" array as JSON\n",
-           REMOTE_ARGS_HELP);
+           "$OPENAI_BASE_URL, else %s).\n\n",
+           CINFER_DEFAULTS.remote.base_url);
+    remote_args_help(stdout);
+    printf("  --json                print the endpoint's \"data\" array as JSON\n");
 }
 
 int cmd_models(int argc, char **argv) {

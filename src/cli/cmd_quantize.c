@@ -1,14 +1,14 @@
 /*
  * cmd_quantize.c — `cinfer quantize IN OUT --type T`: a Qwen3 checkpoint to a
- * quantized GGUF (src/model/quantize.c has the rules and the conversion).
+ * quantized GGUF (cinfer_quantize, cinfer.h; src/model/quantize.c has the
+ * rules and the conversion).
  *
  * OUT appears only complete: the file is written as OUT.partial-PID in the
  * same folder and renamed at the end; on an error the library deletes it,
  * and SIGINT/SIGTERM/SIGHUP delete it before the process dies.
  */
 #include "commands.h"
-#include "model/quantize.h"
-#include "util/util.h"
+#include "cinfer.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -56,15 +56,20 @@ typedef struct progress_state {
     const char *last_name;
 } progress_state;
 
-static void on_progress(void *user, const char *tensor, ci_wtype type, uint64_t done, uint64_t total) {
+static void on_progress(void *user, const char *tensor, const char *type, uint64_t done, uint64_t total) {
     progress_state *ps = user;
     if (!ps->tty || total == 0) return;
     int pct = (int)(100.0 * (double)done / (double)total);
     if (pct == ps->last_pct && tensor == ps->last_name) return;
     ps->last_pct = pct;
     ps->last_name = tensor;
-    fprintf(stderr, "\r\033[Kquantize %3d%%  %s → %s", pct, tensor, ci_wtype_name(type));
+    fprintf(stderr, "\r\033[Kquantize %3d%%  %s → %s", pct, tensor, type);
     fflush(stderr);
+}
+
+static bool is_directory(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static bool same_file(const char *a, const char *b) {
@@ -96,13 +101,12 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (!in || !out) return cli_usage_error(CMD, "needs IN and OUT");
     if (!type) return cli_usage_error(CMD, "missing --type (q8_0, q4_0, q4_k, q6_k, q4_k_m)");
-    ci_quant_scheme scheme;
-    if (!ci_quant_scheme_parse(type, &scheme))
-        return cli_usage_error(CMD, "unknown type '%s' (q8_0, q4_0, q4_k, q6_k, q4_k_m)", type);
+    const char *scheme = cinfer_quantize_scheme_name(type);
+    if (!scheme) return cli_usage_error(CMD, "unknown type '%s' (q8_0, q4_0, q4_k, q6_k, q4_k_m)", type);
     size_t n = strlen(out);
     if (n < 5 || strcmp(out + n - 5, ".gguf") != 0)
         return cli_usage_error(CMD, "OUT must end in .gguf (cinfer tells formats by that suffix): '%s'", out);
-    if (ci_is_directory(out)) return cli_usage_error(CMD, "OUT '%s' is a folder", out);
+    if (is_directory(out)) return cli_usage_error(CMD, "OUT '%s' is a folder", out);
     if (same_file(in, out)) return cli_usage_error(CMD, "OUT '%s' is the input file", out);
     int len = snprintf(g_partial, sizeof g_partial, "%s.partial-%ld", out, (long)getpid());
     if (len < 0 || (size_t)len >= sizeof g_partial) return cli_usage_error(CMD, "OUT path is too long");
@@ -117,14 +121,16 @@ int cmd_quantize(int argc, char **argv) {
 
     progress_state ps = {.tty = !quiet && isatty(STDERR_FILENO), .last_pct = -1};
     cinfer_error err = {0};
-    ci_quantize_stats st;
+    cinfer_quantize_stats st;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = ci_quantize_model(in, g_partial, scheme, on_progress, &ps, &st, &err);
+    int rc = cinfer_quantize(in, g_partial, scheme, on_progress, &ps, &st, &err);
     if (ps.tty && ps.last_pct >= 0) fprintf(stderr, "\r\033[K");
     if (rc == 0 && rename(g_partial, out) != 0) {
-        rc = ci_error(&err, CINFER_ERR_IO, "%s: cannot rename the finished file into place: %s", out, strerror(errno));
+        fprintf(stderr, "cinfer " CMD ": %s: cannot rename the finished file into place: %s\n", out, strerror(errno));
         unlink(g_partial);
+        g_partial[0] = '\0';
+        return 1;
     }
     g_partial[0] = '\0';
     if (rc) {
@@ -133,9 +139,8 @@ int cmd_quantize(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (!quiet) {
-        printf("%s: %s, %zu tensors:", out, ci_quant_scheme_name(scheme), st.n_tensors);
-        for (int t = 0; t < CI_WT_COUNT; t++)
-            if (st.per_type[t]) printf(" %zu %s,", st.per_type[t], ci_wtype_name((ci_wtype)t));
+        printf("%s: %s, %zu tensors:", out, scheme, st.n_tensors);
+        for (int t = 0; t < st.n_types; t++) printf(" %zu %s,", st.per_type[t].count, st.per_type[t].type);
         printf(" %zu vectors/copied", st.n_copied);
         if (st.n_fallback) printf(" (%zu matrices fell back: rows not a multiple of the block)", st.n_fallback);
         printf("\n  tensor data %.1f MiB -> %.1f MiB in %.1f s\n", (double)st.in_bytes / 1048576.0,

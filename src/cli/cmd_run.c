@@ -24,14 +24,14 @@ static void usage(FILE *out) {
             "downloaded (config.json, *.safetensors, tokenizer files) or a GGUF file.\n"
             "Thinking is shown between <think> and </think> (dimmed on a terminal), then the answer.\n\n"
             "options:\n"
-            "  -p, --prompt TEXT     the user message (or the raw prompt with --raw)\n"
-            "%s"
-            "%s"
+            "  -p, --prompt TEXT     the user message (or the raw prompt with --raw)\n");
+    gen_args_help(out);
+    remote_args_help(out);
+    fprintf(out,
             "  --raw                 feed TEXT to the model without the chat template\n"
             "  --json                print one JSON object: thinking, content, tokens, finish_reason, usage\n"
             "  --top-logprobs K      with --json: the K most likely tokens per generated token\n"
-            "  --stats               print prompt and generation speed to stderr\n",
-            GEN_ARGS_HELP, REMOTE_ARGS_HELP);
+            "  --stats               print prompt and generation speed to stderr\n");
 }
 
 typedef struct stream_state {

@@ -1,15 +1,48 @@
 /*
  * cmd_serve.c — `cinfer serve MODEL`: the OpenAI-compatible server, with
  * vLLM's flag names so it drops in for `vllm serve` (src/server/).
+ *
+ * The one internal header the CLI includes: the server has no public C API
+ * (cinfer.h embeds models, not HTTP servers), so `serve` reaches
+ * ci_server_options / ci_server_run / ci_server_disable_prefix_caching
+ * through src/server's header. Every other command uses cinfer.h only.
  */
 #include "commands.h"
-#include "server/server_internal.h"
+#include "cinfer.h"
+#include "server/server_internal.h" /* the documented exception, see above */
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define CMD "serve"
+
+/* The parsed command line. Defaults come from CINFER_DEFAULTS.server. */
+typedef struct serve_args {
+    const char *model_path, *host, *api_key, *name;
+    long port, max_seqs, max_len, threads;
+    double kv_gib;
+    bool no_prefix;
+    double shutdown_timeout_s;
+    long max_waiting, max_connections, max_connections_per_ip, max_body_mb;
+} serve_args;
+
+static void serve_args_init(serve_args *a) {
+    *a = (serve_args){.host = CINFER_DEFAULTS.server.host,
+                      .port = CINFER_DEFAULTS.server.port,
+                      .max_seqs = CINFER_DEFAULTS.server.max_num_seqs,
+                      .kv_gib = CINFER_DEFAULTS.server.kv_cache_gib,
+                      .shutdown_timeout_s = CINFER_DEFAULTS.server.shutdown_timeout_s,
+                      .max_waiting = CINFER_DEFAULTS.server.max_waiting,
+                      .max_connections = CINFER_DEFAULTS.server.max_connections,
+                      .max_connections_per_ip = CINFER_DEFAULTS.server.max_connections_per_ip,
+                      .max_body_mb = (long)(CINFER_DEFAULTS.server.max_body_bytes >> 20)};
+}
+
 static void usage(FILE *out) {
+    serve_args d;
+    serve_args_init(&d);
     fprintf(out,
             "usage: cinfer serve MODEL [options]\n\n"
             "Serves a local model (Hugging Face folder or GGUF file) over an OpenAI-compatible\n"
@@ -17,22 +50,30 @@ static void usage(FILE *out) {
             "/tokenize, /detokenize. Requests are batched continuously; identical prompt\n"
             "prefixes share their KV cache blocks.\n\n"
             "options:\n"
-            "  --host ADDR                IPv4 address to listen on (default 127.0.0.1)\n"
-            "  --port N                   TCP port (default 8000)\n"
+            "  --host ADDR                IPv4 address to listen on (default %s)\n"
+            "  --port N                   TCP port (default %ld)\n"
             "  --api-key KEY              require 'Authorization: Bearer KEY' on /v1/* (default: $CINFER_API_KEY,\n"
             "                             unset = no authentication)\n"
             "  --served-model-name NAME   the model name clients send (default: MODEL as given)\n"
-            "  --max-num-seqs N           sequences decoded together (default 32)\n"
-            "  --kv-cache-memory GIB      KV cache size in GiB (default 4)\n"
-            "  --max-model-len N          prompt + output tokens per sequence (default: min(model, 32768))\n"
+            "  --max-num-seqs N           sequences decoded together (default %ld)\n"
+            "  --kv-cache-memory GIB      KV cache size in GiB (default %g)\n"
+            "  --max-model-len N          prompt + output tokens per sequence (default: min(model, %d))\n"
             "  --threads N                CPU threads for the forward pass (default: all)\n"
-            "  --no-prefix-caching        do not share KV blocks between requests\n\n"
+            "  --no-prefix-caching        do not share KV blocks between requests\n"
+            "  --max-waiting N            queued requests beyond the running ones; more get 503 (default %ld)\n"
+            "  --max-connections N        open HTTP connections in all (default %ld)\n"
+            "  --max-connections-per-ip N open connections from one client address (default %ld)\n"
+            "  --max-body-mb N            request body limit in MiB; larger bodies get 413 (default %ld)\n"
+            "  --shutdown-timeout S       on SIGTERM/SIGINT, seconds running requests get to finish\n"
+            "                             before they are ended (default %g)\n\n"
             "Request extensions (as vLLM / Qwen): top_k, min_p, repetition_penalty,\n"
             "chat_template_kwargs, enable_thinking, thinking_budget (alias max_thinking_tokens:\n"
-            "at most this many reasoning tokens, then \"</think>\" is forced and the model answers).\n");
+            "at most this many reasoning tokens, then \"</think>\" is forced and the model answers).\n",
+            d.host, d.port, d.max_seqs, d.kv_gib, CINFER_DEFAULTS.model.max_model_len, d.max_waiting,
+            d.max_connections, d.max_connections_per_ip, d.max_body_mb, d.shutdown_timeout_s);
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out) {
+static bool parse_long(const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -41,72 +82,129 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
     return true;
 }
 
-int cmd_serve(int argc, char **argv) {
-    const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *name = NULL;
-    long port = 8000, max_seqs = 32, max_len = 0, threads = 0;
-    double kv_gib = 4.0;
-    bool no_prefix = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (cli_is_help(a)) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--host") == 0) {
-            if (!(host = cli_option_value("serve", argc, argv, &i))) return 2;
-        } else if (strcmp(a, "--port") == 0) {
-            if (!(v = cli_option_value("serve", argc, argv, &i))) return 2;
-            if (!parse_int(v, 0, 65535, &port)) return cli_usage_error("serve", "--port must be 0..65535");
-        } else if (strcmp(a, "--api-key") == 0) {
-            if (!(api_key = cli_option_value("serve", argc, argv, &i))) return 2;
-        } else if (strcmp(a, "--served-model-name") == 0) {
-            if (!(name = cli_option_value("serve", argc, argv, &i))) return 2;
-        } else if (strcmp(a, "--max-num-seqs") == 0) {
-            if (!(v = cli_option_value("serve", argc, argv, &i))) return 2;
-            if (!parse_int(v, 1, 4096, &max_seqs)) return cli_usage_error("serve", "--max-num-seqs must be 1..4096");
-        } else if (strcmp(a, "--max-model-len") == 0) {
-            if (!(v = cli_option_value("serve", argc, argv, &i))) return 2;
-            if (!parse_int(v, 16, 1 << 24, &max_len)) return cli_usage_error("serve", "--max-model-len must be 16..16777216");
-        } else if (strcmp(a, "--threads") == 0) {
-            if (!(v = cli_option_value("serve", argc, argv, &i))) return 2;
-            if (!parse_int(v, 1, 1024, &threads)) return cli_usage_error("serve", "--threads must be 1..1024");
-        } else if (strcmp(a, "--kv-cache-memory") == 0) {
-            if (!(v = cli_option_value("serve", argc, argv, &i))) return 2;
-            char *end;
-            kv_gib = strtod(v, &end);
-            if (*end || !(kv_gib > 0 && kv_gib <= 4096)) return cli_usage_error("serve", "--kv-cache-memory takes GiB in (0, 4096]");
-        } else if (strcmp(a, "--no-prefix-caching") == 0) {
-            no_prefix = true;
-        } else if (a[0] == '-') {
-            return cli_usage_error("serve", "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
-        } else {
-            return cli_usage_error("serve", "more than one MODEL given");
-        }
-    }
-    if (!model_path) return cli_usage_error("serve", "MODEL is required");
-    if (!api_key) api_key = getenv("CINFER_API_KEY");
+static bool parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
 
-    cinfer_model_options mo;
-    cinfer_model_options_init(&mo);
-    mo.n_threads = (int)threads;
-    mo.max_model_len = (int)max_len;
-    mo.max_num_seqs = (int)max_seqs;
-    mo.kv_cache_gib = kv_gib;
-    mo.show_progress = true;
-    cinfer_error err = {0};
-    cinfer_model *m = cinfer_model_load(model_path, &mo, &err);
-    if (!m) {
-        fprintf(stderr, "cinfer serve: %s\n", err.message);
-        if (strstr(err.message, "fewer than one sequence"))
-            fprintf(stderr, "cinfer serve: give a larger --kv-cache-memory or a smaller --max-model-len\n");
+/* The integer options: name, where the value goes, its range. */
+typedef struct int_option {
+    const char *name;
+    size_t offset;
+    long lo, hi;
+} int_option;
+
+static const int_option INT_OPTIONS[] = {
+    {"--port", offsetof(serve_args, port), 0, 65535},
+    {"--max-num-seqs", offsetof(serve_args, max_seqs), 1, 4096},
+    {"--max-model-len", offsetof(serve_args, max_len), 16, 1 << 24},
+    {"--threads", offsetof(serve_args, threads), 1, 1024},
+    {"--max-waiting", offsetof(serve_args, max_waiting), 0, 1000000},
+    {"--max-connections", offsetof(serve_args, max_connections), 1, 1000000},
+    {"--max-connections-per-ip", offsetof(serve_args, max_connections_per_ip), 1, 1000000},
+    {"--max-body-mb", offsetof(serve_args, max_body_mb), 1, 4096},
+};
+
+/* Consumes argv[*i] (and its value). Returns 1 when consumed, 0 when it is
+ * not an option of this table, 2 on a usage error (printed). */
+static int parse_int_option(serve_args *a, int argc, char **argv, int *i) {
+    for (size_t k = 0; k < sizeof INT_OPTIONS / sizeof INT_OPTIONS[0]; k++) {
+        const int_option *o = &INT_OPTIONS[k];
+        if (strcmp(argv[*i], o->name) != 0) continue;
+        const char *v = cli_option_value(CMD, argc, argv, i);
+        if (!v) return 2;
+        if (!parse_long(v, o->lo, o->hi, (long *)((char *)a + o->offset)))
+            return cli_usage_error(CMD, "%s must be %ld..%ld", o->name, o->lo, o->hi);
         return 1;
     }
-    if (no_prefix) ci_server_disable_prefix_caching(m);
-    ci_server_options so = {.host = host, .port = (int)port, .api_key = api_key,
-                            .served_model_name = name ? name : model_path, .max_num_seqs = (int)max_seqs};
-    int rc = ci_server_run(m, &so, &err);
-    if (rc != 0) fprintf(stderr, "cinfer serve: %s\n", err.message);
+    return 0;
+}
+
+/* Returns -1 for --help, 0 ok, 2 usage error (printed). */
+static int parse_args(serve_args *a, int argc, char **argv) {
+    serve_args_init(a);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v;
+        int r = parse_int_option(a, argc, argv, &i);
+        if (r == 2) return 2;
+        if (r == 1) continue;
+        if (cli_is_help(arg)) {
+            return -1;
+        } else if (strcmp(arg, "--host") == 0) {
+            if (!(a->host = cli_option_value(CMD, argc, argv, &i))) return 2;
+        } else if (strcmp(arg, "--api-key") == 0) {
+            if (!(a->api_key = cli_option_value(CMD, argc, argv, &i))) return 2;
+        } else if (strcmp(arg, "--served-model-name") == 0) {
+            if (!(a->name = cli_option_value(CMD, argc, argv, &i))) return 2;
+        } else if (strcmp(arg, "--kv-cache-memory") == 0) {
+            if (!(v = cli_option_value(CMD, argc, argv, &i))) return 2;
+            if (!parse_double(v, 0, 4096, &a->kv_gib) || a->kv_gib == 0)
+                return cli_usage_error(CMD, "--kv-cache-memory takes GiB in (0, 4096]");
+        } else if (strcmp(arg, "--shutdown-timeout") == 0) {
+            if (!(v = cli_option_value(CMD, argc, argv, &i))) return 2;
+            if (!parse_double(v, 0, 86400, &a->shutdown_timeout_s))
+                return cli_usage_error(CMD, "--shutdown-timeout takes seconds in [0, 86400]");
+        } else if (strcmp(arg, "--no-prefix-caching") == 0) {
+            a->no_prefix = true;
+        } else if (arg[0] == '-') {
+            return cli_usage_error(CMD, "unknown option '%s'", arg);
+        } else if (!a->model_path) {
+            a->model_path = arg;
+        } else {
+            return cli_usage_error(CMD, "more than one MODEL given");
+        }
+    }
+    if (!a->model_path) return cli_usage_error(CMD, "MODEL is required");
+    if (!a->api_key) a->api_key = getenv("CINFER_API_KEY");
+    return 0;
+}
+
+static cinfer_model *load_model(const serve_args *a) {
+    cinfer_model_options mo;
+    cinfer_model_options_init(&mo);
+    mo.n_threads = (int)a->threads;
+    mo.max_model_len = (int)a->max_len;
+    mo.max_num_seqs = (int)a->max_seqs;
+    mo.kv_cache_gib = a->kv_gib;
+    mo.show_progress = true;
+    cinfer_error err = {0};
+    cinfer_model *m = cinfer_model_load(a->model_path, &mo, &err);
+    if (!m) {
+        fprintf(stderr, "cinfer " CMD ": %s\n", err.message);
+        if (err.code == CINFER_ERR_KV_TOO_SMALL)
+            fprintf(stderr, "cinfer " CMD ": give a larger --kv-cache-memory or a smaller --max-model-len\n");
+    }
+    return m;
+}
+
+int cmd_serve(int argc, char **argv) {
+    serve_args a;
+    int rc = parse_args(&a, argc, argv);
+    if (rc == -1) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    cinfer_model *m = load_model(&a);
+    if (!m) return 1;
+    if (a.no_prefix) ci_server_disable_prefix_caching(m);
+    ci_server_options so = {.host = a.host, .port = (int)a.port, .api_key = a.api_key,
+                            .served_model_name = a.name ? a.name : a.model_path, .max_num_seqs = (int)a.max_seqs};
+    /* LEAD: wire when server fields exist */
+    /*
+    so.shutdown_timeout_s = a.shutdown_timeout_s;
+    so.max_waiting = (int)a.max_waiting;
+    so.max_connections = (int)a.max_connections;
+    so.max_connections_per_ip = (int)a.max_connections_per_ip;
+    so.max_body_bytes = (size_t)a.max_body_mb << 20;
+    */
+    cinfer_error err = {0};
+    rc = ci_server_run(m, &so, &err);
+    if (rc != 0) fprintf(stderr, "cinfer " CMD ": %s\n", err.message);
     cinfer_model_free(m);
     return rc == 0 ? 0 : 1;
 }

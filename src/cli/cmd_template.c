@@ -10,8 +10,6 @@
 #include <string.h>
 
 #include "cinfer.h"
-#include "template/template.h"
-#include "util/util.h"
 
 static const char *const CMD = "template";
 
@@ -33,21 +31,9 @@ static void print_help(FILE *out) {
             "Exit status: 0 rendered, 1 template/IO error (message on stderr), 2 usage error.\n");
 }
 
-static char *read_context(const char *path, size_t *len, cinfer_error *err) {
-    if (strcmp(path, "-") != 0) return ci_read_file(path, 256u << 20, len, err);
-    ci_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
-        if (b.len + n > (256u << 20)) {
-            ci_buf_free(&b);
-            ci_error(err, CINFER_ERR_LIMIT, "stdin context larger than 256 MiB");
-            return NULL;
-        }
-        ci_buf_append(&b, chunk, n);
-    }
-    return ci_buf_take(&b, len);
-}
+/* Input caps: far above any real template or context, below memory trouble. */
+#define MAX_TEMPLATE_BYTES ((size_t)16 << 20)
+#define MAX_CONTEXT_BYTES ((size_t)256 << 20)
 
 int cmd_template(int argc, char **argv) {
     const char *template_path = NULL, *model_path = NULL, *context_path = NULL;
@@ -80,22 +66,16 @@ int cmd_template(int argc, char **argv) {
         template_text = src.template_text;
         template_len = strlen(template_text);
     } else {
-        template_text = ci_read_file(template_path, 16u << 20, &template_len, &err);
-        if (!template_text) {
-            fprintf(stderr, "cinfer template: %s\n", err.message);
-            return 1;
-        }
+        template_text = cli_read_input(CMD, template_path, MAX_TEMPLATE_BYTES, &template_len);
+        if (!template_text) return 1;
     }
 
     int status = 1;
     size_t ctx_len;
     json_t *ctx = NULL;
     cinfer_template *tpl = NULL;
-    char *ctx_text = read_context(context_path, &ctx_len, &err);
-    if (!ctx_text) {
-        fprintf(stderr, "cinfer template: %s\n", err.message);
-        goto done;
-    }
+    char *ctx_text = cli_read_input(CMD, context_path, MAX_CONTEXT_BYTES, &ctx_len);
+    if (!ctx_text) goto done;
     json_error_t jerr;
     ctx = json_loadb(ctx_text, ctx_len, JSON_ALLOW_NUL, &jerr);
     free(ctx_text);
@@ -118,8 +98,17 @@ int cmd_template(int argc, char **argv) {
         fprintf(stderr, "cinfer template: %s\n", err.message);
         goto done;
     }
+    /* The merged context goes back to text for the public render call (a
+     * lossless round trip: jansson keeps key order, escapes NUL, and prints
+     * doubles with 17 significant digits). */
+    char *merged = json_dumps(ctx, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!merged) {
+        fprintf(stderr, "cinfer template: out of memory\n");
+        goto done;
+    }
     size_t out_len;
-    char *out = tpl_render_jansson(tpl, ctx, NULL, &out_len, &err);
+    char *out = cinfer_template_render_json(tpl, merged, strlen(merged), &out_len, &err);
+    free(merged);
     if (!out) {
         fprintf(stderr, "cinfer template: %s\n", err.message);
         goto done;

@@ -8,7 +8,6 @@
  */
 #include "commands.h"
 #include "cinfer.h"
-#include "util/util.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -77,12 +76,11 @@ static int parse_args(const char *cmd, const char *flag_name, int argc, char **a
 static char *read_input(const char *cmd, const io_args *a, size_t *len) {
     if (a->inline_arg) {
         *len = strlen(a->inline_arg);
-        return ci_strndup(a->inline_arg, *len);
+        char *copy = strdup(a->inline_arg);
+        if (!copy) fprintf(stderr, "cinfer %s: out of memory\n", cmd);
+        return copy;
     }
-    cinfer_error err = {0};
-    char *data = ci_read_file(a->file, CLI_MAX_INPUT_BYTES, len, &err);
-    if (!data) fprintf(stderr, "cinfer %s: %s\n", cmd, err.message);
-    return data;
+    return cli_read_input(cmd, a->file, CLI_MAX_INPUT_BYTES, len);
 }
 
 int cmd_tokenize(int argc, char **argv) {
@@ -113,14 +111,11 @@ int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "cinfer tokenize: %s\n", err.message);
         return 1;
     }
-    ci_buf out = {0};
-    ci_buf_putc(&out, '[');
-    for (long i = 0; i < n; i++) ci_buf_printf(&out, i ? ",%d" : "%d", ids[i]);
-    ci_buf_puts(&out, "]\n");
+    putchar('[');
+    for (long i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);
+    fputs("]\n", stdout);
     cinfer_free(ids);
-    bool ok = fwrite(out.data, 1, out.len, stdout) == out.len && fflush(stdout) == 0;
-    ci_buf_free(&out);
-    if (!ok) {
+    if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "cinfer tokenize: cannot write the output\n");
         return 1;
     }
@@ -148,7 +143,12 @@ int cmd_detokenize(int argc, char **argv) {
         return 1;
     }
     size_t n = json_array_size(arr);
-    int32_t *ids = ci_malloc((n ? n : 1) * sizeof *ids);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) {
+        json_decref(arr);
+        fprintf(stderr, "cinfer detokenize: out of memory\n");
+        return 1;
+    }
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(arr, i);
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {

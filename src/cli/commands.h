@@ -20,6 +20,7 @@ int cmd_quantize(int argc, char **argv);
 
 /* Shared helpers for the command implementations (cli_common.c). */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 /* true when argv[i] is -h or --help */
 bool cli_is_help(const char *arg);
@@ -27,5 +28,9 @@ bool cli_is_help(const char *arg);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Fetches the value after option argv[*i]; returns NULL (and prints) when missing. */
 const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
+/* Reads all of file `path` ("-": stdin), at most `max` bytes, NUL-terminated,
+ * length in *len; free() it. On failure prints "cinfer CMD: PATH: why" and
+ * returns NULL. (The CLI's own reader: commands use cinfer.h, not src/util.) */
+char *cli_read_input(const char *cmd, const char *path, size_t max, size_t *len);
 
 #endif

@@ -6,17 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char GEN_ARGS_HELP[] =
-    "  --system S            system prompt\n"
-    "  --think | --no-think  enable_thinking for the chat template (default: the template's)\n"
-    "  --temperature T       0 = greedy (default: generation_config.json)\n"
-    "  --top-p P  --top-k K  --min-p P\n"
-    "  --repetition-penalty R  --presence-penalty P  --frequency-penalty F\n"
-    "  --max-tokens N        at most N new tokens\n"
-    "  --stop S              stop string (repeatable, up to 16)\n"
-    "  --seed N              same seed, same output\n"
-    "  --threads N           CPU threads (default: all)\n"
-    "  --ctx-size N          context length (default: min(model maximum, 32768))\n";
+void gen_args_help(FILE *out) {
+    fprintf(out,
+            "  --system S            system prompt\n"
+            "  --think | --no-think  enable_thinking for the chat template (default: the template's)\n"
+            "  --temperature T       0 = greedy (default: generation_config.json)\n"
+            "  --top-p P  --top-k K  --min-p P\n"
+            "  --repetition-penalty R  --presence-penalty P  --frequency-penalty F\n"
+            "  --max-tokens N        at most N new tokens\n"
+            "  --stop S              stop string (repeatable, up to %d)\n"
+            "  --seed N              same seed, same output\n"
+            "  --threads N           CPU threads (default: all)\n"
+            "  --ctx-size N          context length (default: min(model maximum, %d))\n",
+            GEN_ARGS_MAX_STOP, CINFER_DEFAULTS.model.max_model_len);
+}
 
 void gen_args_init(gen_args *a) {
     memset(a, 0, sizeof *a);
@@ -82,13 +85,16 @@ int gen_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i) 
     return bad ? 2 : 1;
 }
 
-const char REMOTE_ARGS_HELP[] =
-    "  --remote URL          base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1\n"
-    "  --model NAME          model name at the endpoint (default: the first one it lists)\n"
-    "  --api-key-env VAR     read the API key from $VAR (default $OPENAI_API_KEY, then $CINFER_API_KEY)\n"
-    "  --ca-bundle FILE      also trust the CA certificates in this PEM file\n"
-    "  --timeout S           whole request, seconds (default 600)\n"
-    "  -v, --verbose         request summary on stderr (the key masked)\n";
+void remote_args_help(FILE *out) {
+    fprintf(out,
+            "  --remote URL          base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1\n"
+            "  --model NAME          model name at the endpoint (default: the first one it lists)\n"
+            "  --api-key-env VAR     read the API key from $VAR (default $OPENAI_API_KEY, then $CINFER_API_KEY)\n"
+            "  --ca-bundle FILE      also trust the CA certificates in this PEM file\n"
+            "  --timeout S           whole request, seconds (default %g)\n"
+            "  -v, --verbose         request summary on stderr (the key masked)\n",
+            CINFER_DEFAULTS.remote.timeout_s);
+}
 
 int remote_args_parse(cinfer_remote_options *ro, const char *cmd, int argc, char **argv, int *i) {
     const char *opt = argv[*i];

@@ -6,6 +6,7 @@
 #define CINFER_CLI_GEN_ARGS_H
 
 #include <signal.h>
+#include <stdio.h>
 
 #include "cinfer.h"
 
@@ -23,13 +24,14 @@ void gen_args_init(gen_args *a);
 /* Tries to consume argv[*i] (and its value). Returns 1 when consumed, 0 when
  * the option is not a generation option, 2 on a usage error (printed). */
 int gen_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i);
-extern const char GEN_ARGS_HELP[];
+/* Prints the help lines of these options (defaults from CINFER_DEFAULTS). */
+void gen_args_help(FILE *out);
 
 /* Flags that select and configure a remote OpenAI-compatible endpoint:
  * --remote URL, --model NAME, --api-key-env VAR, --ca-bundle FILE,
  * --timeout S, -v/--verbose. Same return convention as gen_args_parse. */
 int remote_args_parse(cinfer_remote_options *ro, const char *cmd, int argc, char **argv, int *i);
-extern const char REMOTE_ARGS_HELP[];
+void remote_args_help(FILE *out);
 
 /* Opens the model a command line names: the remote endpoint when --remote
  * was given (cancel: polled while a request runs), else the local checkpoint

@@ -118,7 +118,8 @@ cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *op
     if (m->eos_token) add_stop_id(m, cinfer_tokenizer_token_id(m->tok, m->eos_token));
     m->defaults = defaults_from_generation_config(&m->ck);
 
-    int max_len = o.max_model_len > 0 ? o.max_model_len : (hp->max_positions < 32768 ? hp->max_positions : 32768);
+    const int cap = CINFER_DEFAULTS.model.max_model_len;
+    int max_len = o.max_model_len > 0 ? o.max_model_len : (hp->max_positions < cap ? hp->max_positions : cap);
     if (max_len > hp->max_positions) {
         ci_error(err, CINFER_ERR_INVALID, "max_model_len %d exceeds the model's max_position_embeddings %d", max_len,
                  hp->max_positions);
@@ -127,10 +128,10 @@ cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *op
     }
     m->max_model_len = max_len;
     ci_sched_options so = {
-        .max_num_seqs = o.max_num_seqs > 0 ? o.max_num_seqs : 1,
-        .max_batch_tokens = 512,
+        .max_num_seqs = o.max_num_seqs > 0 ? o.max_num_seqs : CINFER_DEFAULTS.model.max_num_seqs,
+        .max_batch_tokens = CINFER_DEFAULTS.model.max_batch_tokens,
         .max_model_len = max_len,
-        .block_size = 16,
+        .block_size = CINFER_DEFAULTS.model.kv_block_size,
         .kv_dtype = CI_KV_F16,
     };
     if (so.max_batch_tokens < so.max_num_seqs) so.max_batch_tokens = so.max_num_seqs;

@@ -85,7 +85,7 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, 
         return NULL;
     }
     if (o->n_kv_blocks < blocks_per_seq) {
-        ci_error(err, CINFER_ERR_INVALID,
+        ci_error(err, CINFER_ERR_KV_TOO_SMALL,
                  "scheduler: the KV cache holds %d blocks of %d positions, fewer than one sequence of max_model_len %d needs (%d)",
                  o->n_kv_blocks, o->block_size, o->max_model_len, blocks_per_seq);
         return NULL;
