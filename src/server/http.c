@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_BODY_BYTES (8u << 20)
-
 /* ------------------------------------------------------------ responses */
 
 int srv_queue(srv_request *r, int status, struct MHD_Response *resp) {
@@ -36,7 +34,19 @@ int srv_send_json(srv_request *r, int status, json_t *body) {
     return ret;
 }
 
-int srv_send_error(srv_request *r, const srv_error *e) { return srv_send_json(r, e->status, srv_error_json(e)); }
+int srv_send_error(srv_request *r, const srv_error *e) {
+    char *text = json_dumps(srv_error_json(e), JSON_COMPACT);
+    if (!text) return srv_send(r, 500, "application/json", "{}", 2);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) return free(text), MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    if (e->retry_after_s > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", e->retry_after_s);
+        MHD_add_response_header(resp, "Retry-After", v);
+    }
+    return srv_queue(r, e->status, resp);
+}
 
 int srv_send_errorf(srv_request *r, int status, const char *param, const char *fmt, ...) {
     srv_error e = {.status = status};
@@ -127,9 +137,6 @@ static int method_not_allowed(srv_request *r, const char *method, const char *al
 }
 
 static int dispatch(srv_request *r, const char *method) {
-    server *s = r->srv;
-    if (strncmp(r->url, "/v1/", 4) == 0 && !authorized(r->conn, s))
-        return srv_send_errorf(r, 401, NULL, "Incorrect or missing API key (send 'Authorization: Bearer KEY')");
     char allow[64];
     const route *rt = find_route(method, r->url, allow, sizeof allow);
     if (rt) return rt->fn(r);
@@ -142,28 +149,69 @@ static int dispatch(srv_request *r, const char *method) {
 typedef struct conn_state {
     ci_buf body;
     bool too_large;
+    bool answered;               /* answered before the body was read */
 } conn_state;
+
+/* Connections start with the short header timeout (a client that trickles
+ * its headers — slowloris — is dropped); srv_handle switches to the idle
+ * timeout once the headers are complete, so streams are never cut by it. */
+void srv_connection_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe) {
+    (void)socket_context;
+    server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->opt.header_timeout_s);
+}
+
+/* What can be answered from the headers alone, before any body byte is
+ * read: a wrong key, a declared body over the cap. Returns -1 otherwise. */
+static int answer_from_headers(srv_request *r) {
+    server *s = r->srv;
+    if (strncmp(r->url, "/v1/", 4) == 0 && !authorized(r->conn, s))
+        return srv_send_errorf(r, 401, NULL, "Incorrect or missing API key (send 'Authorization: Bearer KEY')");
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > s->opt.max_body_bytes)
+        return srv_send_errorf(r, 413, NULL, "request body exceeds %u bytes", s->opt.max_body_bytes);
+    return -1;
+}
+
+static srv_request make_request(server *s, struct MHD_Connection *c, const char *url, const conn_state *st) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return (srv_request){.conn = c, .srv = s, .url = url, .body = st && st->body.data ? st->body.data : "",
+                         .body_len = st ? st->body.len : 0, .fd = ci ? ci->connect_fd : -1};
+}
 
 enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
                            const char *upload_data, size_t *upload_size, void **con_cls) {
     (void)version;
     server *s = cls;
     conn_state *st = *con_cls;
-    if (!st) {
+    if (!st) { /* the headers are complete */
         st = ci_calloc(1, sizeof *st);
         *con_cls = st;
-        return MHD_YES;
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->opt.idle_timeout_s);
+        srv_request r = make_request(s, c, url, NULL);
+        int ret = answer_from_headers(&r);
+        if (ret >= 0) st->answered = true;
+        return ret >= 0 ? (enum MHD_Result)ret : MHD_YES;
     }
     if (*upload_size) {
-        if (st->body.len + *upload_size > MAX_BODY_BYTES) st->too_large = true;
-        else ci_buf_append(&st->body, upload_data, *upload_size);
+        /* a chunked body (no Content-Length) over the cap is read and
+         * dropped, then answered 413: MHD 0.9.75 refuses a response queued
+         * while the upload runs (it closes the connection instead) */
+        if (!st->answered && st->body.len + *upload_size <= s->opt.max_body_bytes)
+            ci_buf_append(&st->body, upload_data, *upload_size);
+        else
+            st->too_large = true;
         *upload_size = 0;
         return MHD_YES;
     }
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    srv_request r = {.conn = c, .srv = s, .url = url, .body = st->body.data ? st->body.data : "",
-                     .body_len = st->body.len, .fd = ci ? ci->connect_fd : -1};
-    if (st->too_large) return (enum MHD_Result)srv_send_errorf(&r, 413, NULL, "request body exceeds %u bytes", MAX_BODY_BYTES);
+    if (st->answered) return MHD_YES;
+    if (st->too_large) {
+        srv_request r = make_request(s, c, url, NULL);
+        return (enum MHD_Result)srv_send_errorf(&r, 413, NULL, "request body exceeds %u bytes", s->opt.max_body_bytes);
+    }
+    srv_request r = make_request(s, c, url, st);
     return (enum MHD_Result)dispatch(&r, method);
 }
 

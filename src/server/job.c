@@ -229,12 +229,11 @@ int srv_job_submit(job *j, const int32_t *const *prompts, const int *n_prompts, 
         pthread_mutex_lock(&j->lock);
         j->refs++;
         pthread_mutex_unlock(&j->lock);
-        atomic_fetch_add(&s->n_inflight, 1);
         int64_t id = ci_sched_submit(s->sched, prompts[i], n_prompts[i], &params[i], srv_on_token, c, err);
         pthread_mutex_lock(&j->lock);
         if (id < 0) {
             j->refs--;
-            atomic_fetch_sub(&s->n_inflight, 1);
+            atomic_fetch_sub(&s->n_inflight, j->n_choices - i); /* their reservation (srv_gen_run) */
             /* choices never submitted count as done so waiters do not hang */
             for (int k = i; k < j->n_choices; k++) {
                 j->choices[k].done = true;

@@ -109,6 +109,9 @@ void srv_job_fail_locked(job *j, int status, const char *msg);
  * then cancelled). */
 bool srv_job_wait_locked(job *j);
 bool srv_on_token(void *user, const ci_token_event *ev);
+/* Submits every choice (their places in s->n_inflight are reserved by the
+ * caller). On failure the submitted ones are cancelled; the caller still
+ * owns its reference. */
 int srv_job_submit(job *j, const int32_t *const *prompts, const int *n_prompts, const ci_request_params *params,
                    const ci_output_options *oo, cinfer_error *err);
 

@@ -166,6 +166,23 @@ static job *submit(srv_request *r, srv_gen_request *g, const srv_api *api, const
     return j;
 }
 
+/* Reserves places for n choices among the running and queued ones; 503
+ * (with Retry-After) when the queue is full or the server is draining. */
+static bool admit(server *s, int n, srv_error *e) {
+    if (atomic_load(&s->draining)) {
+        srv_fail(e, 503, NULL, "the server is shutting down");
+        e->code = "server_shutting_down";
+        return false;
+    }
+    int limit = s->opt.max_num_seqs + s->opt.max_queued;
+    if (atomic_fetch_add(&s->n_inflight, n) + n <= limit) return true;
+    atomic_fetch_sub(&s->n_inflight, n);
+    srv_fail(e, 503, NULL, "the server is busy: %d requests are running or queued; retry later", limit);
+    e->code = "server_overloaded";
+    e->retry_after_s = 1;
+    return false;
+}
+
 int srv_gen_run(srv_request *r, srv_gen_request *g, const srv_api *api) {
     srv_error e = {0};
     if (g->n_prompts * g->n > SRV_MAX_CHOICES)
@@ -178,6 +195,7 @@ int srv_gen_run(srv_request *r, srv_gen_request *g, const srv_api *api) {
         open[i] = prompt_thinking(r->srv, g, &g->prompts[i], &budget[i]);
         if (!check_context(r->srv, g, g->prompts[i].n_ids, &e)) return srv_send_error(r, &e);
     }
+    if (!admit(r->srv, g->n_prompts * g->n, &e)) return srv_send_error(r, &e);
     job *j = submit(r, g, api, open, budget, &e);
     if (!j) return srv_send_error(r, &e);
     return g->stream ? srv_stream_start(r, j) : wait_and_reply(r, j);

@@ -10,11 +10,17 @@
  *    iteration over every running request) and sleeps in
  *    ci_sched_wait_for_work() when idle. Its callbacks only append to a
  *    job under the job's mutex and signal it — no I/O on that thread.
- *  - the main thread waits for a signal, then shuts down.
+ *  - the main thread waits for a signal, then shuts down gracefully:
+ *    new work and /health get 503, running requests get
+ *    --shutdown-timeout to finish and are then ended with an error (an
+ *    error event and [DONE] for streams, an error JSON otherwise); a second
+ *    signal exits at once.
  */
 #include "server/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,16 +53,75 @@ static void *scheduler_main(void *arg) {
     return NULL;
 }
 
-static volatile sig_atomic_t g_signalled;
-static void on_signal(int sig) { g_signalled = sig; }
+/* ------------------------------------------------------------- signals */
 
-int ci_server_run(cinfer_model *m, const ci_server_options *o, cinfer_error *err) {
-    int rc;
-    if (m->remote || !m->sched) return ci_error(err, CINFER_ERR_INVALID, "serve needs a local model");
-    if (!m->tpl) return ci_error(err, CINFER_ERR_INVALID, "the model has no chat template");
+/* The first SIGTERM/SIGINT starts a graceful shutdown; a second one exits
+ * at once. The handler only writes to the server's self-pipe (async-signal
+ * safe); the main thread does the rest. */
+static volatile sig_atomic_t g_signals;
+static int g_wake_fd = -1;
+
+static void on_signal(int sig) {
+    (void)sig;
+    if (g_signals++ > 0) _exit(128 + sig);
+    char b = 's';
+    ssize_t w = write(g_wake_fd, &b, 1);
+    (void)w;
+}
+
+/* Waits until the pipe has a byte or timeout_ms passed (< 0: forever). */
+static void wait_wake(server *s, long timeout_ms) {
+    struct pollfd p = {.fd = s->wake_fd[0], .events = POLLIN};
+    if (poll(&p, 1, timeout_ms < 0 ? -1 : (int)timeout_ms) > 0) {
+        char b[64];
+        ssize_t r = read(s->wake_fd[0], b, sizeof b);
+        (void)r;
+    }
+}
+
+/* Waits until every job was released or `seconds` passed. */
+static void wait_jobs(server *s, double seconds) {
+    double end = ci_now_seconds() + seconds;
+    for (;;) {
+        double left = end - ci_now_seconds();
+        if (atomic_load(&s->n_jobs) == 0 || left <= 0) return;
+        wait_wake(s, (long)(left * 1000) + 1);
+    }
+}
+
+/* Graceful shutdown: new work and /health get 503 while running requests
+ * have shutdown_timeout_s to finish; then the rest end with an error
+ * (within a wait slice), and HTTP stops once their answers are out. */
+static void shutdown_gracefully(server *s) {
+    atomic_store(&s->draining, true);
+    int n = atomic_load(&s->n_jobs);
+    fprintf(stderr, "cinfer serve: shutting down: %d request(s) running, waiting up to %d s\n", n, s->opt.shutdown_timeout_s);
+    wait_jobs(s, s->opt.shutdown_timeout_s);
+    if (atomic_load(&s->n_jobs) == 0) return;
+    fprintf(stderr, "cinfer serve: ending %d request(s) with an error\n", atomic_load(&s->n_jobs));
+    atomic_store(&s->aborting, true);
+    wait_jobs(s, 5.0); /* their error answers: a wait slice, then the write */
+}
+
+/* -------------------------------------------------------------- startup */
+
+static void resolve_options(ci_server_options *o) {
+    if (o->shutdown_timeout_s <= 0) o->shutdown_timeout_s = CI_SERVER_DEFAULT_SHUTDOWN_TIMEOUT_S;
+    if (o->max_connections <= 0) o->max_connections = CI_SERVER_DEFAULT_MAX_CONNECTIONS;
+    if (o->max_connections_per_ip <= 0) o->max_connections_per_ip = CI_SERVER_DEFAULT_MAX_CONNECTIONS_PER_IP;
+    if (o->header_timeout_s <= 0) o->header_timeout_s = CI_SERVER_DEFAULT_HEADER_TIMEOUT_S;
+    if (o->idle_timeout_s <= 0) o->idle_timeout_s = CI_SERVER_DEFAULT_IDLE_TIMEOUT_S;
+    if (o->max_queued <= 0) o->max_queued = CI_SERVER_DEFAULT_MAX_QUEUED;
+    if (o->max_body_bytes == 0) o->max_body_bytes = CI_SERVER_DEFAULT_MAX_BODY_BYTES;
+    if (o->max_num_seqs <= 0) o->max_num_seqs = 1;
+}
+
+static server *server_new(cinfer_model *m, const ci_server_options *o) {
     server *s = ci_calloc(1, sizeof *s);
     s->m = m;
     s->sched = m->sched;
+    s->opt = *o;
+    resolve_options(&s->opt);
     s->model_name = ci_strdup(o->served_model_name);
     s->api_key = o->api_key && *o->api_key ? ci_strdup(o->api_key) : NULL;
     ci_metrics_init(&s->metrics);
@@ -68,62 +133,84 @@ int ci_server_run(cinfer_model *m, const ci_server_options *o, cinfer_error *err
         long n = cinfer_tokenize(m->tok, close_text, sizeof close_text - 1, 0, &s->think_close, NULL);
         s->n_think_close = n > 0 ? (int)n : 0;
     }
-    atomic_store(&s->stopping, false);
-    if (pthread_create(&s->sched_thread, NULL, scheduler_main, s) != 0) {
-        ci_error(err, CINFER_ERR_NOMEM, "cannot start the scheduler thread");
-        goto fail_early;
-    }
+    s->wake_fd[0] = s->wake_fd[1] = -1;
+    return s;
+}
 
+static void server_free(server *s) {
+    ci_special_set_free(&s->specials);
+    ci_metrics_destroy(&s->metrics);
+    for (int i = 0; i < 2; i++)
+        if (s->wake_fd[i] >= 0) close(s->wake_fd[i]);
+    free(s->think_close);
+    free(s->model_name);
+    free(s->api_key);
+    free(s);
+}
+
+static struct MHD_Daemon *start_http(server *s, cinfer_error *err) {
+    const ci_server_options *o = &s->opt;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
     const char *host = o->host ? o->host : "127.0.0.1";
-    if (strcmp(host, "0.0.0.0") != 0 && strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        ci_error(err, CINFER_ERR_INVALID, "--host %s is not an IPv4 address", host);
-        goto fail;
-    }
-    if (strcmp(host, "localhost") == 0) inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                                            (uint16_t)o->port, NULL, NULL, srv_handle, s,
-                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                            MHD_OPTION_NOTIFY_COMPLETED, srv_request_done, NULL,
-                                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-                                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
-                                            MHD_OPTION_END);
-    if (!d) {
-        ci_error(err, CINFER_ERR_IO, "cannot listen on %s:%d (%s)", host, o->port, strerror(errno));
-        goto fail;
-    }
+    if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+    if (strcmp(host, "0.0.0.0") != 0 && inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+        return ci_error(err, CINFER_ERR_INVALID, "--host %s is not an IPv4 address", host), NULL;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)o->port, NULL,
+        NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+        srv_request_done, s, MHD_OPTION_NOTIFY_CONNECTION, srv_connection_notify, s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->idle_timeout_s, MHD_OPTION_END);
+    if (!d) return ci_error(err, CINFER_ERR_IO, "cannot listen on %s:%d (%s)", host, o->port, strerror(errno)), NULL;
+    int port = o->port;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    if (di && di->port) port = di->port; /* --port 0: the kernel picked one (tests) */
+    fprintf(stderr, "cinfer serve: %s as '%s' listening on http://%s:%d/v1\n", cinfer_model_describe(s->m),
+            s->model_name, host, port);
+    if (o->on_listening) o->on_listening(o->user, port);
+    return d;
+}
+
+static int start_signals(server *s, cinfer_error *err) {
+    if (pipe(s->wake_fd) != 0) return ci_error(err, CINFER_ERR_IO, "cannot create a pipe (%s)", strerror(errno));
+    for (int i = 0; i < 2; i++) fcntl(s->wake_fd[i], F_SETFL, fcntl(s->wake_fd[i], F_GETFL) | O_NONBLOCK);
+    g_signals = 0;
+    g_wake_fd = s->wake_fd[1];
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int port = o->port;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    if (di && di->port) port = di->port; /* --port 0: the kernel picked one (tests) */
-    fprintf(stderr, "cinfer serve: %s as '%s' listening on http://%s:%d/v1\n", cinfer_model_describe(m), s->model_name,
-            host, port);
-    while (!g_signalled) pause();
-    fprintf(stderr, "cinfer serve: shutting down\n");
-    atomic_store(&s->aborting, true); /* in-flight requests end themselves within a wait slice */
-    MHD_stop_daemon(d);
-    rc = CINFER_OK;
-    goto stop_scheduler;
-fail:
-    rc = err ? err->code : CINFER_ERR_IO;
-stop_scheduler:
+    return 0;
+}
+
+int ci_server_run(cinfer_model *m, const ci_server_options *o, cinfer_error *err) {
+    if (m->remote || !m->sched) return ci_error(err, CINFER_ERR_INVALID, "serve needs a local model");
+    if (!m->tpl) return ci_error(err, CINFER_ERR_INVALID, "the model has no chat template");
+    server *s = server_new(m, o);
+    int rc = start_signals(s, err);
+    if (rc != 0) {
+        server_free(s);
+        return rc;
+    }
+    if (pthread_create(&s->sched_thread, NULL, scheduler_main, s) != 0) {
+        server_free(s);
+        return ci_error(err, CINFER_ERR_NOMEM, "cannot start the scheduler thread");
+    }
+    struct MHD_Daemon *d = start_http(s, err);
+    if (d) {
+        while (g_signals == 0) wait_wake(s, -1);
+        shutdown_gracefully(s);
+        MHD_stop_daemon(d);
+    }
+    rc = d ? CINFER_OK : (err ? err->code : CINFER_ERR_IO);
     atomic_store(&s->stopping, true);
     ci_sched_wakeup(s->sched);
     pthread_join(s->sched_thread, NULL);
-    goto release;
-fail_early:
-    rc = err ? err->code : CINFER_ERR_IO;
-release:
-    ci_special_set_free(&s->specials);
-    ci_metrics_destroy(&s->metrics);
-    free(s->think_close);
-    free(s->model_name);
-    free(s->api_key);
-    free(s);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    g_wake_fd = -1;
+    server_free(s);
     return rc;
 }
 

@@ -50,6 +50,7 @@ typedef struct server {
 typedef struct srv_error {
     int status;
     const char *code;            /* NULL: derived from the status */
+    int retry_after_s;           /* > 0: a Retry-After header (503) */
     char param[64];
     char msg[768];
 } srv_error;
@@ -97,6 +98,7 @@ long srv_read_token_ids(const server *s, json_t *a, const char *param, int32_t *
 enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
                            const char *upload_data, size_t *upload_size, void **con_cls);
 void srv_request_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code);
+void srv_connection_notify(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode toe);
 
 int api_health(srv_request *r);
 int api_metrics(srv_request *r);
