@@ -10,7 +10,7 @@
  *    dropped while another address is served, a connection that stalls
  *    in its headers is closed (header timeout);
  *  - errors are OpenAI-shaped JSON: unknown route 404 `not_found`, wrong
- *    method 405 with Allow;
+ *    method 405 with Allow; an over-long prompt reports its real length;
  *  - SIGTERM: /health turns 503, requests still running when the shutdown
  *    timeout ends get an error (a stream: an `error` event, then [DONE]; a
  *    queued non-streaming request: 503 JSON), and the server returns 0.
@@ -223,6 +223,17 @@ static void test_limits(void) {
     free(r);
     r = request(&rs, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n");
     CHECK_MSG(strncmp(r, "HTTP/1.1 401", 12) == 0 && strstr(r, "\"type\":\"authentication_error\""), "%s", r);
+    free(r);
+    /* an over-long prompt is reported with its real length */
+    ci_buf ids = {0};
+    ci_buf_puts(&ids, "{\"prompt\": [1");
+    for (int i = 1; i < 20000; i++) ci_buf_puts(&ids, ",1");
+    ci_buf_puts(&ids, "]}");
+    int p = post(&rs, "/v1/completions", ids.data, "Authorization: Bearer k\r\n");
+    ci_buf_free(&ids);
+    r = read_all(p);
+    close(p);
+    CHECK_MSG(strncmp(r, "HTTP/1.1 400", 12) == 0 && strstr(r, "your prompt has 20000 tokens"), "%s", r);
     free(r);
     /* routes: 404 not_found, 405 with Allow */
     r = request(&rs, "GET /v1/nothing HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k\r\nConnection: close\r\n\r\n");
