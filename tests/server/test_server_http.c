@@ -11,7 +11,8 @@
  *    in its headers is closed (header timeout);
  *  - errors are OpenAI-shaped JSON: unknown route 404 `not_found`, wrong
  *    method 405 with Allow; an over-long prompt reports its real length;
- *  - SIGTERM: /health turns 503, requests still running when the shutdown
+ *  - SIGTERM: a request that finishes within the shutdown timeout ends
+ *    normally; /health turns 503, requests still running when the shutdown
  *    timeout ends get an error (a stream: an `error` event, then [DONE]; a
  *    queued non-streaming request: 503 JSON), and the server returns 0.
  * No sleeps as synchronisation: every wait polls an observable condition
@@ -295,6 +296,25 @@ static bool draining(running_server *rs) {
     return false;
 }
 
+/* A request that finishes within the shutdown timeout ends normally. */
+static void test_shutdown_finishes(void) {
+    running_server rs;
+    server_start(&rs, (ci_server_options){0});
+    int s = post(&rs, "/v1/completions", "{\"prompt\": \"Hi\", \"max_tokens\": 8, \"ignore_eos\": true, "
+                                         "\"stream\": true}", NULL);
+    char *head = read_until(s, "data: ");
+    CHECK(strncmp(head, "HTTP/1.1 200", 12) == 0);
+    free(head);
+    kill(getpid(), SIGTERM);
+    char *body = read_all(s);
+    CHECK_MSG(strstr(body, "\"finish_reason\":\"length\"") && strstr(body, "data: [DONE]\n\n") &&
+              !strstr(body, "event: error"), "%s", body);
+    free(body);
+    close(s);
+    pthread_join(rs.thread, NULL);
+    CHECK(rs.rc == 0);
+}
+
 static void test_shutdown(void) {
     running_server rs;
     server_start(&rs, (ci_server_options){.shutdown_timeout_s = 1});
@@ -344,6 +364,7 @@ int main(int argc, char **argv) {
     }
     test_disconnect();
     test_limits();
+    test_shutdown_finishes();
     test_shutdown();
     cinfer_model_free(g_model);
     TEST_MAIN_END();
