@@ -47,6 +47,7 @@
 #ifndef CINFER_SCHEDULER_H
 #define CINFER_SCHEDULER_H
 
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -64,6 +65,7 @@ typedef enum ci_finish_reason {
 } ci_finish_reason;
 
 #define CI_MAX_TOP_LOGPROBS 20
+#define CI_LOGPROB_NONE (-INFINITY) /* "no logprob": absent top entries */
 
 typedef struct ci_token_event {
     int64_t request_id;
