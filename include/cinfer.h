@@ -405,9 +405,10 @@ typedef struct cinfer_defaults {
         int max_connections;         /* open HTTP connections in all */
         int max_connections_per_ip;  /* ... from one client address */
         int max_waiting;             /* queued requests beyond the running ones (then 503) */
-        unsigned connection_timeout_s; /* an idle connection is closed after this */
+        int header_timeout_s;        /* a connection must complete its request headers within this idle time */
+        int idle_timeout_s;          /* idle time allowed once the headers are in (keep-alive, slow readers) */
         double shutdown_timeout_s;   /* SIGTERM: running requests get this long to finish */
-        size_t max_body_bytes;       /* request body cap (413 beyond it) */
+        unsigned max_body_bytes;     /* request body cap (413 beyond it, before the body is read) */
     } server;
     struct {                      /* cinfer_remote_options */
         const char *base_url;     /* when neither the option nor $OPENAI_BASE_URL is set */

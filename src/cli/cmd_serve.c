@@ -103,7 +103,7 @@ static const int_option INT_OPTIONS[] = {
     {"--max-num-seqs", offsetof(serve_args, max_seqs), 1, 4096},
     {"--max-model-len", offsetof(serve_args, max_len), 16, 1 << 24},
     {"--threads", offsetof(serve_args, threads), 1, 1024},
-    {"--max-waiting", offsetof(serve_args, max_waiting), 0, 1000000},
+    {"--max-waiting", offsetof(serve_args, max_waiting), 1, 1000000},
     {"--max-connections", offsetof(serve_args, max_connections), 1, 1000000},
     {"--max-connections-per-ip", offsetof(serve_args, max_connections_per_ip), 1, 1000000},
     {"--max-body-mb", offsetof(serve_args, max_body_mb), 1, 4096},
@@ -146,8 +146,8 @@ static int parse_args(serve_args *a, int argc, char **argv) {
                 return cli_usage_error(CMD, "--kv-cache-memory takes GiB in (0, 4096]");
         } else if (strcmp(arg, "--shutdown-timeout") == 0) {
             if (!(v = cli_option_value(CMD, argc, argv, &i))) return 2;
-            if (!parse_double(v, 0, 86400, &a->shutdown_timeout_s))
-                return cli_usage_error(CMD, "--shutdown-timeout takes seconds in [0, 86400]");
+            if (!parse_double(v, 0, 86400, &a->shutdown_timeout_s) || a->shutdown_timeout_s == 0)
+                return cli_usage_error(CMD, "--shutdown-timeout takes seconds in (0, 86400]");
         } else if (strcmp(arg, "--no-prefix-caching") == 0) {
             a->no_prefix = true;
         } else if (arg[0] == '-') {
@@ -194,14 +194,11 @@ int cmd_serve(int argc, char **argv) {
     if (a.no_prefix) ci_server_disable_prefix_caching(m);
     ci_server_options so = {.host = a.host, .port = (int)a.port, .api_key = a.api_key,
                             .served_model_name = a.name ? a.name : a.model_path, .max_num_seqs = (int)a.max_seqs};
-    /* LEAD: wire when server fields exist */
-    /*
     so.shutdown_timeout_s = a.shutdown_timeout_s;
-    so.max_waiting = (int)a.max_waiting;
+    so.max_queued = (int)a.max_waiting;
     so.max_connections = (int)a.max_connections;
     so.max_connections_per_ip = (int)a.max_connections_per_ip;
-    so.max_body_bytes = (size_t)a.max_body_mb << 20;
-    */
+    so.max_body_bytes = (unsigned)a.max_body_mb << 20;
     cinfer_error err = {0};
     rc = ci_server_run(m, &so, &err);
     if (rc != 0) fprintf(stderr, "cinfer " CMD ": %s\n", err.message);

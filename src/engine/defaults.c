@@ -27,15 +27,18 @@ const cinfer_defaults CINFER_DEFAULTS = {
         .kv_cache_gib = 4.0,
         /* One thread per connection: the cap bounds threads and memory. */
         .max_connections = 1024,
-        /* One client cannot take every connection (slowloris). */
-        .max_connections_per_ip = 64,
+        /* One address cannot take every connection (slowloris); high enough for
+         * a load test or a proxy that sends hundreds of streams from one address. */
+        .max_connections_per_ip = 512,
         /* Beyond this many queued requests a new one gets 503 + Retry-After. */
-        .max_waiting = 256,
-        /* Long non-streamed generations stay silent until they finish. */
-        .connection_timeout_s = 600,
+        .max_waiting = 1024,
+        /* Slow-header clients are dropped quickly; once a request is in, long
+         * non-streamed generations stay silent until they finish. */
+        .header_timeout_s = 10,
+        .idle_timeout_s = 600,
         .shutdown_timeout_s = 30.0,
         /* 8 MiB: far above any chat request a context window can hold. */
-        .max_body_bytes = (size_t)8 << 20,
+        .max_body_bytes = 8u << 20,
     },
     .remote = {
         .base_url = "https://api.openai.com/v1", /* the official SDKs' default */

@@ -95,7 +95,7 @@ static void wait_jobs(server *s, double seconds) {
 static void shutdown_gracefully(server *s) {
     atomic_store(&s->draining, true);
     int n = atomic_load(&s->n_jobs);
-    fprintf(stderr, "cinfer serve: shutting down: %d request(s) running, waiting up to %d s\n", n, s->opt.shutdown_timeout_s);
+    fprintf(stderr, "cinfer serve: shutting down: %d request(s) running, waiting up to %g s\n", n, s->opt.shutdown_timeout_s);
     wait_jobs(s, s->opt.shutdown_timeout_s);
     if (atomic_load(&s->n_jobs) == 0) return;
     fprintf(stderr, "cinfer serve: ending %d request(s) with an error\n", atomic_load(&s->n_jobs));
@@ -106,13 +106,13 @@ static void shutdown_gracefully(server *s) {
 /* -------------------------------------------------------------- startup */
 
 static void resolve_options(ci_server_options *o) {
-    if (o->shutdown_timeout_s <= 0) o->shutdown_timeout_s = CI_SERVER_DEFAULT_SHUTDOWN_TIMEOUT_S;
-    if (o->max_connections <= 0) o->max_connections = CI_SERVER_DEFAULT_MAX_CONNECTIONS;
-    if (o->max_connections_per_ip <= 0) o->max_connections_per_ip = CI_SERVER_DEFAULT_MAX_CONNECTIONS_PER_IP;
-    if (o->header_timeout_s <= 0) o->header_timeout_s = CI_SERVER_DEFAULT_HEADER_TIMEOUT_S;
-    if (o->idle_timeout_s <= 0) o->idle_timeout_s = CI_SERVER_DEFAULT_IDLE_TIMEOUT_S;
-    if (o->max_queued <= 0) o->max_queued = CI_SERVER_DEFAULT_MAX_QUEUED;
-    if (o->max_body_bytes == 0) o->max_body_bytes = CI_SERVER_DEFAULT_MAX_BODY_BYTES;
+    if (o->shutdown_timeout_s <= 0) o->shutdown_timeout_s = CINFER_DEFAULTS.server.shutdown_timeout_s;
+    if (o->max_connections <= 0) o->max_connections = CINFER_DEFAULTS.server.max_connections;
+    if (o->max_connections_per_ip <= 0) o->max_connections_per_ip = CINFER_DEFAULTS.server.max_connections_per_ip;
+    if (o->header_timeout_s <= 0) o->header_timeout_s = CINFER_DEFAULTS.server.header_timeout_s;
+    if (o->idle_timeout_s <= 0) o->idle_timeout_s = CINFER_DEFAULTS.server.idle_timeout_s;
+    if (o->max_queued <= 0) o->max_queued = CINFER_DEFAULTS.server.max_waiting;
+    if (o->max_body_bytes == 0) o->max_body_bytes = CINFER_DEFAULTS.server.max_body_bytes;
     if (o->max_num_seqs <= 0) o->max_num_seqs = 1;
 }
 

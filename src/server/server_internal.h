@@ -88,24 +88,14 @@ void ci_metrics_render(ci_metrics *m, const struct ci_sched_stats *st, const cha
 
 /* ----------------------------------------------------------------- server */
 
-/* Defaults of the server's limits (the one place they are written; a 0 in
- * ci_server_options means "the default"). */
-#define CI_SERVER_DEFAULT_SHUTDOWN_TIMEOUT_S 30
-#define CI_SERVER_DEFAULT_MAX_CONNECTIONS 1024
-#define CI_SERVER_DEFAULT_MAX_CONNECTIONS_PER_IP 512
-#define CI_SERVER_DEFAULT_HEADER_TIMEOUT_S 10
-#define CI_SERVER_DEFAULT_IDLE_TIMEOUT_S 600
-#define CI_SERVER_DEFAULT_MAX_QUEUED 1024
-#define CI_SERVER_DEFAULT_MAX_BODY_BYTES (8u << 20)
-
 typedef struct ci_server_options {
     const char *host;
     int port;
     const char *api_key;          /* NULL: no authentication */
     const char *served_model_name;
     int max_num_seqs;
-    /* limits and lifecycle (0: the default above) */
-    int shutdown_timeout_s;       /* SIGTERM/SIGINT: running requests get this long, then end with an error */
+    /* limits and lifecycle (0: CINFER_DEFAULTS.server) */
+    double shutdown_timeout_s;    /* SIGTERM/SIGINT: running requests get this long, then end with an error */
     int max_connections;          /* open connections in all */
     int max_connections_per_ip;   /* ... from one client address */
     int header_timeout_s;         /* idle time allowed before the request headers are complete */
