@@ -251,7 +251,8 @@ size_t ci_utf8_decode_valid(const uint8_t *s, size_t n, uint32_t *cp);
 size_t ci_utf8_invalid_prefix_len(const uint8_t *s, size_t n, bool at_end);
 /* Returns true when s is valid UTF-8. */
 bool ci_utf8_is_valid(const uint8_t *s, size_t n);
-/* Appends s with invalid sequences replaced by U+FFFD (Python errors="replace"). */
+/* Appends s with invalid sequences replaced by U+FFFD (Python errors="replace");
+ * s may be NULL when n == 0 (out is left untouched). */
 void ci_utf8_append_lossy(ci_buf *out, const uint8_t *s, size_t n);
 /* NFC; `maybe` quick check says whether the text might change. */
 bool ci_nfc_might_change(const uint8_t *s, size_t n);

@@ -576,24 +576,182 @@ static void test_builder_direct(void) {
     }
 }
 
-/* ---------------------------------------------------------------- Qwen3 */
-
-typedef struct thread_arg {
-    const cinfer_tokenizer *tok;
-    const char *text;
-    int32_t *ids;
-    long n;
-} thread_arg;
-
-static void *encode_thread(void *p) {
-    thread_arg *a = p;
-    for (int i = 0; i < 20; i++) {
-        cinfer_free(a->ids);
-        a->ids = NULL;
-        a->n = cinfer_tokenize(a->tok, a->text, strlen(a->text), 0, &a->ids, NULL);
+/* A vocabulary without byte tokens (what a GGUF may carry): bytes that have
+ * no token, with no unk_token, are dropped, as HF's BPE drops unknown
+ * characters. Found by fuzzing under UBSan: the dropped word left the id
+ * list NULL and the word cache copied from it. */
+static void test_vocab_without_bytes(void) {
+    cinfer_error err = {0};
+    ci_tok_builder *b = ci_tok_builder_new();
+    CHECK(ci_tok_builder_add_vocab(b, "a", 1, 0, &err) == 0);
+    const char *rx = ci_tok_pretokenizer_regex_for_gguf_pre("qwen2");
+    CHECK(ci_tok_builder_add_split_regex(b, rx, strlen(rx), CI_SPLIT_ISOLATED, false, &err) == 0);
+    CHECK(ci_tok_builder_set_byte_level(b, false, false, &err) == 0);
+    cinfer_tokenizer *tok = ci_tok_builder_finish(b, &err);
+    CHECK_MSG(tok, "builder: %s", err.message);
+    if (!tok) return;
+    for (int pass = 0; pass < 2; pass++) { /* the second pass reads the word cache */
+        int32_t *ids = NULL;
+        err = (cinfer_error){0};
+        CHECK(cinfer_tokenize(tok, "zzzz", 4, 0, &ids, &err) == 0 && err.code == 0 && ids == NULL);
+        /* "zzzz zz": two words, both dropped; "azzza": one word, the z's dropped. */
+        CHECK(cinfer_tokenize(tok, "zzzz zz", 7, 0, &ids, &err) == 0 && ids == NULL);
+        EXPECT_IDS(tok, "azzza", 0, 0, 0);
     }
+    /* Decoding nothing gives the empty string (detokenize {"tokens": []}). */
+    size_t n = 7;
+    char *s = cinfer_detokenize(tok, NULL, 0, false, &n, &err);
+    CHECK(s && n == 0 && s[0] == '\0');
+    cinfer_free(s);
+    cinfer_tokenizer_free(tok);
+
+    /* The lossy UTF-8 copy of nothing leaves the buffer as it was. */
+    ci_buf buf = {0};
+    ci_utf8_append_lossy(&buf, NULL, 0);
+    CHECK(buf.len == 0);
+    ci_buf_puts(&buf, "x");
+    ci_utf8_append_lossy(&buf, NULL, 0);
+    CHECK(buf.len == 1 && strcmp(buf.data, "x") == 0);
+    ci_buf_free(&buf);
+}
+
+/* Letters the tiny tokenizer has no merges for: each is its own id (= byte). */
+static const char PLAIN_LETTERS[] = "dfgijkmnpqrstuvwxyz";
+
+/* " w1 w2 ..." with n distinct 4-letter words of PLAIN_LETTERS, every 7th
+ * word "hello" (one merged token, so cached merges are exercised too). */
+static char *distinct_words(size_t n, size_t *len) {
+    ci_buf b = {0};
+    size_t nl = sizeof PLAIN_LETTERS - 1;
+    for (size_t i = 0; i < n; i++) {
+        if (i % 7 == 3) {
+            ci_buf_puts(&b, " hello");
+            continue;
+        }
+        char w[6] = {' ', PLAIN_LETTERS[i % nl], PLAIN_LETTERS[i / nl % nl], PLAIN_LETTERS[i / nl / nl % nl],
+                     PLAIN_LETTERS[i / nl / nl / nl % nl], 0};
+        ci_buf_puts(&b, w);
+    }
+    *len = b.len;
+    return ci_buf_take(&b, NULL);
+}
+
+/* What the tiny tokenizer must give for distinct_words: one id per byte
+ * (ids 0..255 are the bytes), except " hello" -> ' ', hello (259). */
+static int32_t *expected_distinct(const char *text, size_t len, size_t *n_out) {
+    int32_t *ids = malloc(len * sizeof *ids);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        ids[n++] = (uint8_t)text[i];
+        if (text[i] == ' ' && strncmp(text + i + 1, "hello", 5) == 0) {
+            ids[n++] = 259;
+            i += 5;
+        }
+    }
+    *n_out = n;
+    return ids;
+}
+
+/* More distinct words than the per-thread word cache holds: it grows, then
+ * clears at its cap; every id stays right on the first and later passes. */
+static void test_word_cache_bounds(void) {
+    cinfer_error err = {0};
+    cinfer_tokenizer *tok = load_json("cache", tiny_tokenizer(), &err);
+    CHECK_MSG(tok, "load: %s", err.message);
+    if (!tok) return;
+    size_t len, n_want;
+    char *text = distinct_words(40000, &len);
+    int32_t *want = expected_distinct(text, len, &n_want);
+    for (int pass = 0; pass < 3; pass++) {
+        /* a prefix first, so later passes see a cache in a different state */
+        size_t part = pass == 1 ? len / 3 : len;
+        size_t n_part;
+        int32_t *want_part = expected_distinct(text, part, &n_part);
+        CHECK_MSG(ids_equal(tok, text, part, 0, want_part, (long)n_part), "pass %d", pass);
+        free(want_part);
+    }
+    CHECK(n_want > 0);
+    free(want);
+    free(text);
+    cinfer_tokenizer_free(tok);
+}
+
+/* --------------------------------------------------------- concurrency */
+
+#define N_THREADS 8
+#define N_TEXTS 6
+
+typedef struct conc_arg {
+    const cinfer_tokenizer *tok;
+    const char *const *texts;
+    const size_t *lens;
+    int first;            /* texts are encoded in rotated order */
+    int32_t *ids[N_TEXTS]; /* last result per text */
+    long n[N_TEXTS];
+} conc_arg;
+
+static void *encode_texts(void *p) {
+    conc_arg *a = p;
+    for (int round = 0; round < 4; round++)
+        for (int k = 0; k < N_TEXTS; k++) {
+            int i = (a->first + k) % N_TEXTS;
+            cinfer_free(a->ids[i]);
+            a->ids[i] = NULL;
+            a->n[i] = cinfer_tokenize(a->tok, a->texts[i], a->lens[i], 0, &a->ids[i], NULL);
+        }
     return NULL;
 }
+
+/* One tokenizer, 8 threads encoding the same texts in different orders at
+ * once: each result equals the single-thread one (run under TSan this also
+ * shows that encode shares nothing mutable). */
+static void check_concurrent(const cinfer_tokenizer *tok, const char *const *texts, const size_t *lens) {
+    int32_t *single[N_TEXTS];
+    long n_single[N_TEXTS];
+    for (int i = 0; i < N_TEXTS; i++) {
+        single[i] = NULL;
+        n_single[i] = cinfer_tokenize(tok, texts[i], lens[i], 0, &single[i], NULL);
+        CHECK(n_single[i] >= 0);
+    }
+    conc_arg args[N_THREADS];
+    pthread_t th[N_THREADS];
+    for (int t = 0; t < N_THREADS; t++) {
+        args[t] = (conc_arg){.tok = tok, .texts = texts, .lens = lens, .first = t % N_TEXTS};
+        CHECK(pthread_create(&th[t], NULL, encode_texts, &args[t]) == 0);
+    }
+    for (int t = 0; t < N_THREADS; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < N_THREADS; t++)
+        for (int i = 0; i < N_TEXTS; i++) {
+            CHECK_MSG(args[t].n[i] == n_single[i] &&
+                          (n_single[i] == 0 || memcmp(args[t].ids[i], single[i], (size_t)n_single[i] * 4) == 0),
+                      "thread %d text %d", t, i);
+            cinfer_free(args[t].ids[i]);
+        }
+    for (int i = 0; i < N_TEXTS; i++) cinfer_free(single[i]);
+}
+
+static void test_concurrent_tiny(void) {
+    cinfer_error err = {0};
+    cinfer_tokenizer *tok = load_json("concurrent", tiny_tokenizer(), &err);
+    CHECK_MSG(tok, "load: %s", err.message);
+    if (!tok) return;
+    size_t big_len;
+    char *big = distinct_words(20000, &big_len);
+    const char *texts[N_TEXTS] = {"hello abc aaa", big, "xyz hello  hello\n", "a\xFF" "b <x> \xE6\x97\xA5", "",
+                                  "hellohello hello hell he"};
+    size_t lens[N_TEXTS];
+    for (int i = 0; i < N_TEXTS; i++) lens[i] = i == 1 ? big_len : strlen(texts[i]);
+    check_concurrent(tok, texts, lens);
+    /* The big text against its independent expectation, too. */
+    size_t n_want;
+    int32_t *want = expected_distinct(big, big_len, &n_want);
+    CHECK(ids_equal(tok, big, big_len, 0, want, (long)n_want));
+    free(want);
+    free(big);
+    cinfer_tokenizer_free(tok);
+}
+
+/* ---------------------------------------------------------------- Qwen3 */
 
 static void test_qwen3(const char *dir) {
     cinfer_error err = {0};
@@ -622,19 +780,17 @@ static void test_qwen3(const char *dir) {
     CHECK(s && n == 5 && memcmp(s, "Hello", 5) == 0);
     cinfer_free(s);
 
-    /* Two threads encoding at once agree with one thread. */
-    const char *text = "The quick brown fox — 快速的棕色狐狸 — jumps over the lazy dog 12345.";
-    thread_arg a[2] = {{tok, text, NULL, 0}, {tok, text, NULL, 0}};
-    pthread_t th[2];
-    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, encode_thread, &a[i]);
-    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
-    int32_t *single = NULL;
-    long ns = cinfer_tokenize(tok, text, strlen(text), 0, &single, NULL);
-    CHECK(ns > 0 && a[0].n == ns && a[1].n == ns && memcmp(a[0].ids, single, (size_t)ns * 4) == 0 &&
-          memcmp(a[1].ids, single, (size_t)ns * 4) == 0);
-    cinfer_free(single);
-    cinfer_free(a[0].ids);
-    cinfer_free(a[1].ids);
+    /* Eight threads encoding at once agree with one thread. */
+    const char *texts[N_TEXTS] = {
+        "The quick brown fox — 快速的棕色狐狸 — jumps over the lazy dog 12345.",
+        "<|im_start|>user\nHello <think>why</think> there<|im_end|>\n",
+        "def f(x):\n    return x ** 2  # square\n\n\n",
+        "Ünïcödé   ñ  \t\r\n 日本語のテキスト、句読点。",
+        "   leading and trailing spaces   ",
+        "a\xFF\xFE b \xE6\x97 c"};
+    size_t lens[N_TEXTS];
+    for (int i = 0; i < N_TEXTS; i++) lens[i] = strlen(texts[i]);
+    check_concurrent(tok, texts, lens);
     cinfer_tokenizer_free(tok);
 }
 
@@ -651,6 +807,9 @@ int main(int argc, char **argv) {
     test_utf8();
     test_hostile_files(qwen);
     test_builder_direct();
+    test_vocab_without_bytes();
+    test_word_cache_bounds();
+    test_concurrent_tiny();
     if (qwen) test_qwen3(qwen);
     else printf("note: Qwen3 files not found; skipping the Qwen3 checks\n");
     TEST_MAIN_END();
