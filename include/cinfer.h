@@ -62,6 +62,13 @@ typedef struct cinfer_tokenizer cinfer_tokenizer;
  * merges naming unknown tokens, files over 512 MiB, ...) fails with an error
  * naming the problem. Encoding matches Hugging Face `tokenizers` exactly. */
 cinfer_tokenizer *cinfer_tokenizer_load(const char *path, cinfer_error *err);
+/* The same from a tokenizer.json held in memory (`json`, `len` bytes; no
+ * terminating NUL needed), with the same checks; the path loader reads the
+ * files and calls this. _with_config also takes tokenizer_config.json's
+ * text (NULL: none), for the bos/eos strings. */
+cinfer_tokenizer *cinfer_tokenizer_load_json(const char *json, size_t len, cinfer_error *err);
+cinfer_tokenizer *cinfer_tokenizer_load_json_with_config(const char *json, size_t len, const char *config_json,
+                                                         size_t config_len, cinfer_error *err);
 void cinfer_tokenizer_free(cinfer_tokenizer *tok);
 
 enum {

@@ -302,70 +302,102 @@ static int config_token(json_t *cfg, const char *key, char **out, cinfer_error *
     return 0;
 }
 
-static json_t *parse_json_file(const char *path, size_t max_bytes, cinfer_error *err) {
-    size_t len;
-    char *data = ci_read_file(path, max_bytes, &len, err);
-    if (!data) return NULL;
+/* Parses one JSON document held in memory; `name` prefixes errors. */
+static json_t *parse_json(const char *data, size_t len, size_t max_bytes, const char *name, cinfer_error *err) {
+    if (len > max_bytes) {
+        ci_error(err, CINFER_ERR_LIMIT, "%s: %zu bytes (limit %zu)", name, len, max_bytes);
+        return NULL;
+    }
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-    free(data);
+    json_t *root = json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root) {
-        ci_error(err, CINFER_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path, jerr.line, jerr.column,
+        ci_error(err, CINFER_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", name, jerr.line, jerr.column,
                  jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        ci_error(err, CINFER_ERR_FORMAT, "%s: the top level must be a JSON object", path);
+        ci_error(err, CINFER_ERR_FORMAT, "%s: the top level must be a JSON object", name);
         return NULL;
     }
     return root;
 }
 
-cinfer_tokenizer *ci_tok_load_hf_json(const char *json_path, cinfer_error *err) {
-    json_t *root = parse_json_file(json_path, CI_TOK_MAX_FILE_BYTES, err);
-    if (!root) return NULL;
-    ci_tok_builder *b = ci_tok_builder_new();
-    int rc = 0;
-    if (!json_object_get(root, "model")) rc = ci_error(err, CINFER_ERR_FORMAT, "no \"model\" section");
-    if (!rc) rc = load_model(b, json_object_get(root, "model"), err);
+/* tokenizer.json sections into the builder. */
+static int load_sections(ci_tok_builder *b, json_t *root, cinfer_error *err) {
+    if (!json_object_get(root, "model")) return ci_error(err, CINFER_ERR_FORMAT, "no \"model\" section");
+    int rc = load_model(b, json_object_get(root, "model"), err);
     if (!rc) rc = load_normalizer(b, json_object_get(root, "normalizer"), err);
     if (!rc) rc = load_pretokenizer(b, json_object_get(root, "pre_tokenizer"), err);
     if (!rc) rc = load_decoder(json_object_get(root, "decoder"), err);
     if (!rc) rc = load_added(b, json_object_get(root, "added_tokens"), err);
     if (!rc) find_post_bos(b, json_object_get(root, "post_processor"));
+    return rc;
+}
+
+/* bos/eos strings of tokenizer_config.json into the builder. */
+static int load_config(ci_tok_builder *b, const char *cfg_json, size_t cfg_len, const char *name,
+                       cinfer_error *err) {
+    json_t *cfg = parse_json(cfg_json, cfg_len, CI_TOK_MAX_CONFIG_BYTES, name, err);
+    if (!cfg) return err ? err->code : CINFER_ERR_FORMAT;
+    char *bos = NULL, *eos = NULL;
+    int rc = config_token(cfg, "bos_token", &bos, err);
+    if (!rc) rc = config_token(cfg, "eos_token", &eos, err);
+    if (rc) ci_error_prefix(err, "%s", name);
+    else ci_tok_builder_set_special_strings(b, bos, eos);
+    free(bos);
+    free(eos);
+    json_decref(cfg);
+    return rc;
+}
+
+cinfer_tokenizer *ci_tok_load_hf_memory(const char *json, size_t len, const char *json_name, const char *cfg_json,
+                                        size_t cfg_len, const char *cfg_name, cinfer_error *err) {
+    json_t *root = parse_json(json, len, CI_TOK_MAX_FILE_BYTES, json_name, err);
+    if (!root) return NULL;
+    ci_tok_builder *b = ci_tok_builder_new();
+    int rc = load_sections(b, root, err);
     json_decref(root);
+    if (rc) ci_error_prefix(err, "%s", json_name);
+    else if (cfg_json) rc = load_config(b, cfg_json, cfg_len, cfg_name, err);
     if (rc) {
-        ci_error_prefix(err, "%s", json_path);
         ci_tok_builder_free(b);
         return NULL;
     }
+    cinfer_tokenizer *t = ci_tok_builder_finish(b, err);
+    if (!t) ci_error_prefix(err, "%s", json_name);
+    return t;
+}
 
+cinfer_tokenizer *ci_tok_load_hf_json(const char *json_path, cinfer_error *err) {
+    size_t len, cfg_len = 0;
+    char *json = ci_read_file(json_path, CI_TOK_MAX_FILE_BYTES, &len, err);
+    if (!json) return NULL;
     /* tokenizer_config.json beside it is optional, but must be sound when present. */
     char *dir = ci_strdup(json_path);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     char *cfg_path = ci_path_join(slash ? dir : ".", "tokenizer_config.json");
     free(dir);
-    if (ci_file_exists(cfg_path)) {
-        json_t *cfg = parse_json_file(cfg_path, CI_TOK_MAX_CONFIG_BYTES, err);
-        char *bos = NULL, *eos = NULL;
-        if (!cfg || config_token(cfg, "bos_token", &bos, err) || config_token(cfg, "eos_token", &eos, err)) {
-            if (cfg) ci_error_prefix(err, "%s", cfg_path);
-            json_decref(cfg);
-            free(bos);
-            free(eos);
-            free(cfg_path);
-            ci_tok_builder_free(b);
-            return NULL;
-        }
-        ci_tok_builder_set_special_strings(b, bos, eos);
-        free(bos);
-        free(eos);
-        json_decref(cfg);
-    }
+    char *cfg = NULL;
+    cinfer_tokenizer *t = NULL;
+    if (!ci_file_exists(cfg_path) || (cfg = ci_read_file(cfg_path, CI_TOK_MAX_CONFIG_BYTES, &cfg_len, err)))
+        t = ci_tok_load_hf_memory(json, len, json_path, cfg, cfg_len, cfg_path, err);
+    free(json);
+    free(cfg);
     free(cfg_path);
-    cinfer_tokenizer *t = ci_tok_builder_finish(b, err);
-    if (!t) ci_error_prefix(err, "%s", json_path);
     return t;
+}
+
+cinfer_tokenizer *cinfer_tokenizer_load_json_with_config(const char *json, size_t len, const char *config_json,
+                                                         size_t config_len, cinfer_error *err) {
+    if ((!json && len) || (!config_json && config_len)) {
+        ci_error(err, CINFER_ERR_INVALID, "cinfer_tokenizer_load_json: NULL text with a nonzero length");
+        return NULL;
+    }
+    return ci_tok_load_hf_memory(json, len, "tokenizer.json", config_json, config_len, "tokenizer_config.json", err);
+}
+
+cinfer_tokenizer *cinfer_tokenizer_load_json(const char *json, size_t len, cinfer_error *err) {
+    return cinfer_tokenizer_load_json_with_config(json, len, NULL, 0, err);
 }

@@ -232,6 +232,10 @@ const char *ci_tok_pretokenizer_regex_for_gguf_pre(const char *pre_name);
 
 /* Loads tokenizer.json (+ tokenizer_config.json beside it). */
 cinfer_tokenizer *ci_tok_load_hf_json(const char *json_path, cinfer_error *err);
+/* The same from memory; cfg_json NULL: no tokenizer_config.json. The names
+ * prefix error messages. */
+cinfer_tokenizer *ci_tok_load_hf_memory(const char *json, size_t len, const char *json_name, const char *cfg_json,
+                                        size_t cfg_len, const char *cfg_name, cinfer_error *err);
 
 /* ------------------------------------------------------------ internals */
 

@@ -409,7 +409,18 @@ static void test_utf8(void) {
 
 /* ------------------------------------------------------- hostile files */
 
+/* The in-memory loader refuses `text` with the same message as the file loader. */
+static void expect_memory_error(const char *sub, const char *text, size_t len, const char *needle) {
+    cinfer_error err = {0};
+    cinfer_tokenizer *tok = cinfer_tokenizer_load_json(text, len, &err);
+    CHECK_MSG(!tok && err.code != 0 && error_mentions(&err, needle), "%s (in memory)", sub);
+    cinfer_tokenizer_free(tok);
+}
+
 static void expect_load_error(const char *sub, json_t *tj, const char *needle) {
+    char *text = json_dumps(tj, JSON_COMPACT);
+    expect_memory_error(sub, text, strlen(text), needle);
+    free(text);
     cinfer_error err = {0};
     cinfer_tokenizer *tok = load_json(sub, tj, &err);
     CHECK_MSG(!tok, "%s: loaded although it should not", sub);
@@ -418,6 +429,7 @@ static void expect_load_error(const char *sub, json_t *tj, const char *needle) {
 }
 
 static void expect_text_error(const char *sub, const char *text, size_t len, const char *needle) {
+    expect_memory_error(sub, text, len, needle);
     write_text(path_in_work(sub, "tokenizer.json"), text, len);
     cinfer_error err = {0};
     cinfer_tokenizer *tok = cinfer_tokenizer_load(path_in_work(sub, NULL), &err);
@@ -545,7 +557,62 @@ static void test_hostile_files(const char *qwen_dir) {
     cinfer_tokenizer_free(tok);
     cfg = "{\"eos_token\": 7}";
     write_text(path_in_work("config_bad", "tokenizer_config.json"), cfg, strlen(cfg));
-    expect_load_error("config_bad", tiny_tokenizer(), "eos_token");
+    err = (cinfer_error){0};
+    tok = load_json("config_bad", tiny_tokenizer(), &err); /* the config file is the problem */
+    CHECK(!tok && error_mentions(&err, "tokenizer_config.json") && error_mentions(&err, "eos_token"));
+}
+
+/* ------------------------------------------------------------ in memory */
+
+static void test_load_from_memory(void) {
+    /* Same text, loaded from memory and from a file: same encoder. */
+    json_t *tj = tiny_tokenizer();
+    add_token(tj, 300, "<mask>", true, true, false, false, false);
+    char *text = json_dumps(tj, JSON_COMPACT);
+    cinfer_error err = {0};
+    cinfer_tokenizer *mem = cinfer_tokenizer_load_json(text, strlen(text), &err);
+    CHECK_MSG(mem, "load_json: %s", err.message);
+    cinfer_tokenizer *file = load_json("memory", tj, &err);
+    CHECK(file != NULL);
+    if (mem && file) {
+        EXPECT_IDS(mem, "hello abc <mask>", 0, 259, ' ', 'a', 261, 300);
+        CHECK(cinfer_tokenizer_vocab_size(mem) == cinfer_tokenizer_vocab_size(file));
+        CHECK(!cinfer_tokenizer_bos_token(mem) && !cinfer_tokenizer_eos_token(mem));
+    }
+    cinfer_tokenizer_free(mem);
+    cinfer_tokenizer_free(file);
+
+    /* The text needs no terminating NUL: a prefix of a longer buffer. */
+    size_t len = strlen(text);
+    char *padded = malloc(len + 5);
+    memcpy(padded, text, len);
+    memcpy(padded + len, "junk", 5);
+    mem = cinfer_tokenizer_load_json(padded, len, &err);
+    CHECK(mem != NULL);
+    cinfer_tokenizer_free(mem);
+    free(padded);
+
+    /* tokenizer_config.json from memory: bos/eos strings; a bad one is refused. */
+    const char *cfg = "{\"bos_token\": {\"content\": \"<s>\"}, \"eos_token\": \"</s>\"}";
+    mem = cinfer_tokenizer_load_json_with_config(text, len, cfg, strlen(cfg), &err);
+    CHECK(mem && cinfer_tokenizer_bos_token(mem) && strcmp(cinfer_tokenizer_bos_token(mem), "<s>") == 0);
+    CHECK(mem && cinfer_tokenizer_eos_token(mem) && strcmp(cinfer_tokenizer_eos_token(mem), "</s>") == 0);
+    cinfer_tokenizer_free(mem);
+    err = (cinfer_error){0};
+    mem = cinfer_tokenizer_load_json_with_config(text, len, "{\"eos_token\": 7}", 16, &err);
+    CHECK(!mem && error_mentions(&err, "tokenizer_config.json") && error_mentions(&err, "eos_token"));
+    err = (cinfer_error){0};
+    mem = cinfer_tokenizer_load_json_with_config(text, len, "{\"eos", 5, &err);
+    CHECK(!mem && error_mentions(&err, "invalid JSON"));
+    free(text);
+
+    /* NULL with a length is a caller error; NULL with 0 is empty JSON. */
+    err = (cinfer_error){0};
+    CHECK(!cinfer_tokenizer_load_json(NULL, 3, &err) && err.code == CINFER_ERR_INVALID);
+    err = (cinfer_error){0};
+    CHECK(!cinfer_tokenizer_load_json(NULL, 0, &err) && error_mentions(&err, "invalid JSON"));
+    err = (cinfer_error){0};
+    CHECK(!cinfer_tokenizer_load_json("{}", 2, &err) && error_mentions(&err, "model"));
 }
 
 /* --------------------------------------------------------------- builder */
@@ -807,6 +874,7 @@ int main(int argc, char **argv) {
     test_utf8();
     test_hostile_files(qwen);
     test_builder_direct();
+    test_load_from_memory();
     test_vocab_without_bytes();
     test_word_cache_bounds();
     test_concurrent_tiny();
