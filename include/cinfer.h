@@ -124,6 +124,11 @@ const char *cinfer_tokenizer_eos_token(const cinfer_tokenizer *tok);
  * cinfer_tokenize never adds it; a caller that wants HF's
  * add_special_tokens=True behaviour prepends it. */
 int32_t cinfer_tokenizer_post_processor_bos_id(const cinfer_tokenizer *tok);
+/* Ids of the reasoning markers "<think>" and "</think>" (Qwen3), looked up
+ * once at load as cinfer_tokenizer_token_id would; each is -1 when the
+ * tokenizer lacks it. Returns 0 when both exist, -1 otherwise. The one
+ * definition of these ids: engine, server and tests read them here. */
+int cinfer_tokenizer_thinking_ids(const cinfer_tokenizer *tok, int32_t *start, int32_t *end);
 
 /* ---------------------------------------------------------- chat template */
 

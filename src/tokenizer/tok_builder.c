@@ -644,6 +644,9 @@ cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
     t->pool_len = b->pool.len;
     t->pool = ci_buf_take(&b->pool, NULL);
     if (b->post_bos) t->post_bos_id = cinfer_tokenizer_token_id(t, b->post_bos);
+    /* Reasoning markers (Qwen3 and its kind): the one place their ids are read. */
+    t->think_start_id = cinfer_tokenizer_token_id(t, "<think>");
+    t->think_end_id = cinfer_tokenizer_token_id(t, "</think>");
     ci_tok_builder_free(b);
     return t;
 }

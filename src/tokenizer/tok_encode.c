@@ -775,3 +775,10 @@ const char *cinfer_tokenizer_bos_token(const cinfer_tokenizer *t) { return t ? t
 const char *cinfer_tokenizer_eos_token(const cinfer_tokenizer *t) { return t ? t->eos_token : NULL; }
 
 int32_t cinfer_tokenizer_post_processor_bos_id(const cinfer_tokenizer *t) { return t ? t->post_bos_id : -1; }
+
+int cinfer_tokenizer_thinking_ids(const cinfer_tokenizer *t, int32_t *start, int32_t *end) {
+    int32_t s = t ? t->think_start_id : -1, e = t ? t->think_end_id : -1;
+    if (start) *start = s;
+    if (end) *end = e;
+    return s >= 0 && e >= 0 ? 0 : -1;
+}

@@ -192,6 +192,7 @@ struct cinfer_tokenizer {
 
     char *bos_token, *eos_token; /* tokenizer_config.json */
     int32_t post_bos_id;         /* id a TemplateProcessing post-processor would prepend, -1 if none */
+    int32_t think_start_id, think_end_id; /* "<think>" / "</think>", -1 if absent */
 };
 
 /* ---------------------------------------------------------------- builder */

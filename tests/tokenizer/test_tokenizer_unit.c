@@ -330,6 +330,8 @@ static void test_added_tokens(void) {
     CHECK(cinfer_tokenizer_token_id(tok, "hello") == 259);
     CHECK(cinfer_tokenizer_token_id(tok, "nope") == -1);
     CHECK(cinfer_tokenizer_vocab_size(tok) == 309);
+    int32_t ts = -2, te = -2; /* no reasoning markers here */
+    CHECK(cinfer_tokenizer_thinking_ids(tok, &ts, &te) == -1 && ts == -1 && te == -1);
     /* skip_special drops <mask> only. */
     int32_t ids[] = {300, 259, 301};
     size_t n;
@@ -568,6 +570,7 @@ static void test_load_from_memory(void) {
     /* Same text, loaded from memory and from a file: same encoder. */
     json_t *tj = tiny_tokenizer();
     add_token(tj, 300, "<mask>", true, true, false, false, false);
+    add_token(tj, 301, "<think>", false, false, false, false, false);
     char *text = json_dumps(tj, JSON_COMPACT);
     cinfer_error err = {0};
     cinfer_tokenizer *mem = cinfer_tokenizer_load_json(text, strlen(text), &err);
@@ -578,6 +581,9 @@ static void test_load_from_memory(void) {
         EXPECT_IDS(mem, "hello abc <mask>", 0, 259, ' ', 'a', 261, 300);
         CHECK(cinfer_tokenizer_vocab_size(mem) == cinfer_tokenizer_vocab_size(file));
         CHECK(!cinfer_tokenizer_bos_token(mem) && !cinfer_tokenizer_eos_token(mem));
+        /* "<think>" without "</think>": the one that exists is given, the call says -1. */
+        int32_t ts = -2, te = -2;
+        CHECK(cinfer_tokenizer_thinking_ids(mem, &ts, &te) == -1 && ts == 301 && te == -1);
     }
     cinfer_tokenizer_free(mem);
     cinfer_tokenizer_free(file);
@@ -820,24 +826,46 @@ static void test_concurrent_tiny(void) {
 
 /* ---------------------------------------------------------------- Qwen3 */
 
+/* Id of an added token as DIR/tokenizer.json lists it (read with jansson,
+ * independently of the tokenizer's loader); -1 when absent. */
+static int32_t added_id_in_file(const char *dir, const char *content) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    json_t *root = json_load_file(path, 0, NULL);
+    json_t *list = json_object_get(root, "added_tokens"), *item;
+    size_t i;
+    int32_t id = -1;
+    json_array_foreach(list, i, item) {
+        if (json_is_string(json_object_get(item, "content")) &&
+            strcmp(json_string_value(json_object_get(item, "content")), content) == 0)
+            id = (int32_t)json_integer_value(json_object_get(item, "id"));
+    }
+    json_decref(root);
+    return id;
+}
+
 static void test_qwen3(const char *dir) {
     cinfer_error err = {0};
     cinfer_tokenizer *tok = cinfer_tokenizer_load(dir, &err);
     CHECK_MSG(tok, "load %s: %s", dir, err.message);
     if (!tok) return;
+    /* The reasoning markers are the file's added tokens of that text. */
+    int32_t think = added_id_in_file(dir, "<think>"), think_end = added_id_in_file(dir, "</think>");
+    int32_t ts = -2, te = -2;
+    CHECK(think >= 0 && think_end >= 0 && think != think_end);
+    CHECK(cinfer_tokenizer_thinking_ids(tok, &ts, &te) == 0 && ts == think && te == think_end);
     /* Facts (shared/reference/facts.md §4): 151,643 BPE ids + 26 added = 151,669. */
     CHECK(cinfer_tokenizer_vocab_size(tok) == 151669);
     CHECK(cinfer_tokenizer_token_id(tok, "<|im_end|>") == 151645);
-    CHECK(cinfer_tokenizer_token_id(tok, "</think>") == 151668);
     CHECK(cinfer_tokenizer_is_special(tok, 151643) && cinfer_tokenizer_is_special(tok, 151656));
-    CHECK(!cinfer_tokenizer_is_special(tok, 151657) && !cinfer_tokenizer_is_special(tok, 151667));
+    CHECK(!cinfer_tokenizer_is_special(tok, 151657) && !cinfer_tokenizer_is_special(tok, think));
     CHECK(cinfer_tokenizer_bos_token(tok) == NULL); /* bos_token: null */
     CHECK(cinfer_tokenizer_eos_token(tok) && strcmp(cinfer_tokenizer_eos_token(tok), "<|im_end|>") == 0);
     size_t n;
     const char *bytes = cinfer_tokenizer_token_bytes(tok, 151645, &n);
     CHECK(bytes && n == 10 && memcmp(bytes, "<|im_end|>", 10) == 0);
     /* skip_special keeps <think> (not special) and drops <|im_start|>/<|im_end|>. */
-    int32_t ids[] = {151644, 151667, 151645};
+    int32_t ids[] = {151644, think, 151645};
     char *s = cinfer_detokenize(tok, ids, 3, true, &n, &err);
     CHECK(s && n == 7 && memcmp(s, "<think>", 7) == 0);
     cinfer_free(s);
