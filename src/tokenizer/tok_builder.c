@@ -83,6 +83,10 @@ static int pool_add(ci_tok_builder *b, const void *data, size_t len, uint32_t *o
     return 0;
 }
 
+/* printf arguments for at most 80 bytes of text given with its length
+ * (callers' strings need not be NUL-terminated). */
+#define SHOWN(text, len) (int)((len) < 80 ? (len) : 80), (text)
+
 #define GROW(arr, n, cap)                                                  \
     do {                                                                   \
         if ((n) == (cap)) {                                                \
@@ -93,7 +97,7 @@ static int pool_add(ci_tok_builder *b, const void *data, size_t len, uint32_t *o
 
 int ci_tok_builder_add_vocab(ci_tok_builder *b, const char *text, size_t len, int32_t id, cinfer_error *err) {
     if (id < 0 || id >= CI_TOK_MAX_IDS)
-        return ci_error(err, CINFER_ERR_FORMAT, "vocabulary token \"%.80s\" has id %d, outside [0, %d)", text, id,
+        return ci_error(err, CINFER_ERR_FORMAT, "vocabulary token \"%.*s\" has id %d, outside [0, %d)", SHOWN(text, len), id,
                         CI_TOK_MAX_IDS);
     if (len > CI_TOK_MAX_TOKEN_BYTES)
         return ci_error(err, CINFER_ERR_LIMIT, "vocabulary token with id %d is %zu bytes long (limit %d)", id, len,
@@ -129,16 +133,17 @@ int ci_tok_builder_add_merge(ci_tok_builder *b, const char *left, size_t left_le
 int ci_tok_builder_add_merge_string(ci_tok_builder *b, const char *merge, size_t len, cinfer_error *err) {
     const char *space = memchr(merge, ' ', len);
     if (!space || memchr(space + 1, ' ', len - (size_t)(space + 1 - merge)))
-        return ci_error(err, CINFER_ERR_FORMAT, "merge #%zu \"%.80s\" is not two tokens separated by one space",
-                        b->n_merges, merge);
+        return ci_error(err, CINFER_ERR_FORMAT, "merge #%zu \"%.*s\" is not two tokens separated by one space",
+                        b->n_merges, SHOWN(merge, len));
     return ci_tok_builder_add_merge(b, merge, (size_t)(space - merge), space + 1, len - (size_t)(space + 1 - merge),
                                     err);
 }
 
 int ci_tok_builder_add_added(ci_tok_builder *b, const ci_added_token_spec *spec, cinfer_error *err) {
     if (spec->id < 0 || spec->id >= CI_TOK_MAX_IDS)
-        return ci_error(err, CINFER_ERR_FORMAT, "added token \"%.80s\" has id %d, outside [0, %d)",
-                        spec->content ? spec->content : "", spec->id, CI_TOK_MAX_IDS);
+        return ci_error(err, CINFER_ERR_FORMAT, "added token \"%.*s\" has id %d, outside [0, %d)",
+                        SHOWN(spec->content ? spec->content : "", spec->content ? spec->content_len : 0), spec->id,
+                        CI_TOK_MAX_IDS);
     if (!spec->content || spec->content_len == 0)
         return ci_error(err, CINFER_ERR_FORMAT, "added token with id %d has empty content", spec->id);
     if (spec->content_len > CI_TOK_MAX_TOKEN_BYTES)
