@@ -237,9 +237,9 @@ void ci_tok_builder_set_post_bos(ci_tok_builder *b, const char *token_text) {
 
 static void str_map_init(ci_str_map *m, size_t expected) {
     size_t cap = 16;
-    while (cap < expected * 2 + 16) cap <<= 1;
+    while (cap / 4 * 3 < expected + 1) cap <<= 1; /* at most 3/4 full: a vocabulary's map stays ~4 MiB */
     m->slots = ci_malloc(cap * sizeof *m->slots);
-    for (size_t i = 0; i < cap; i++) m->slots[i].id = -1;
+    memset(m->slots, 0xFF, cap * sizeof *m->slots); /* id -1: empty */
     m->mask = cap - 1;
     m->count = 0;
 }
@@ -635,7 +635,7 @@ cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
     }
     cinfer_tokenizer *t = tokenizer_new(b);
     rc = finish_vocab(t, b, err);
-    if (!rc) finish_bytes_index(t, &b->pool, b->n_vocab);
+    if (!rc && b->ignore_merges) finish_bytes_index(t, &b->pool, b->n_vocab); /* its only user */
     if (!rc) rc = finish_added(t, b, err);
     if (!rc) rc = finish_merges(t, b, err);
     if (!rc) finish_byte_symbols(t, b->pool.data);

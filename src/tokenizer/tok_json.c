@@ -432,9 +432,16 @@ cinfer_tokenizer *ci_tok_load_hf_memory(const char *json, size_t len, const char
 }
 
 cinfer_tokenizer *ci_tok_load_hf_json(const char *json_path, cinfer_error *err) {
-    size_t len, cfg_len = 0;
-    char *json = ci_read_file(json_path, CI_TOK_MAX_FILE_BYTES, &len, err);
-    if (!json) return NULL;
+    size_t cfg_len = 0;
+    /* Mapped, not read: the text is scanned once, so a copy would only cost time. */
+    ci_mapped_file mf;
+    cinfer_error map_err = {0};
+    if (ci_map_file(json_path, &mf, &map_err) && map_err.code != CINFER_ERR_FORMAT) { /* FORMAT: empty */
+        if (err) *err = map_err;
+        return NULL;
+    }
+    const char *json = mf.data ? (const char *)mf.data : "";
+    size_t len = mf.size;
     /* tokenizer_config.json beside it is optional, but must be sound when present. */
     char *dir = ci_strdup(json_path);
     char *slash = strrchr(dir, '/');
@@ -445,7 +452,7 @@ cinfer_tokenizer *ci_tok_load_hf_json(const char *json_path, cinfer_error *err) 
     cinfer_tokenizer *t = NULL;
     if (!ci_file_exists(cfg_path) || (cfg = ci_read_file(cfg_path, CI_TOK_MAX_CONFIG_BYTES, &cfg_len, err)))
         t = ci_tok_load_hf_memory(json, len, json_path, cfg, cfg_len, cfg_path, err);
-    free(json);
+    ci_unmap_file(&mf);
     free(cfg);
     free(cfg_path);
     return t;
