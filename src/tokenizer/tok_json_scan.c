@@ -10,8 +10,8 @@
  *
  * Strict and bounded, as it reads untrusted input: the grammar is RFC 8259
  * as jansson accepts it with JSON_ALLOW_NUL (strings are valid UTF-8 without
- * raw control characters, \u escapes pair their surrogates, integers fit in
- * int64), nesting is limited to CI_JSON_SCAN_MAX_DEPTH without recursion,
+ * raw control characters, \u escapes pair their surrogates, keys hold no
+ * NUL, integers fit in int64), nesting is limited to CI_JSON_SCAN_MAX_DEPTH without recursion,
  * and every read is checked against the end of the text. Values outside the
  * two are only skipped over (jansson validates them afterwards). Any syntax
  * error returns CI_JSON_SCAN_SYNTAX and the caller falls back to jansson on
@@ -117,6 +117,14 @@ static int unescape_one(scan *s) {
 
 /* A string at s->p (after whitespace). The view points into the text when
  * there were no escapes, else into s->str (valid until the next string). */
+static int read_string(scan *s, str_view *out);
+
+/* An object key: a string without NUL (jansson refuses "\u0000" in keys). */
+static int read_key(scan *s, str_view *out) {
+    if (read_string(s, out)) return SYNTAX;
+    return memchr(out->s, 0, out->n) ? SYNTAX : 0;
+}
+
 static int read_string(scan *s, str_view *out) {
     if (expect(s, '"')) return SYNTAX;
     const char *start = s->p;
@@ -247,7 +255,7 @@ static int skip_value(scan *s) {
                 if (*s->p != ',') return SYNTAX;
                 s->p++;
             }
-            if (in_object && (read_string(s, &sv) || expect(s, ':'))) return SYNTAX;
+            if (in_object && (read_key(s, &sv) || expect(s, ':'))) return SYNTAX;
             break;
         }
     }
@@ -265,7 +273,7 @@ static int each_member(scan *s, member_fn fn, void *ctx, cinfer_error *err) {
     }
     for (;;) {
         str_view key;
-        if (read_string(s, &key)) return SYNTAX;
+        if (read_key(s, &key)) return SYNTAX;
         if (expect(s, ':')) return SYNTAX;
         skip_ws(s);
         int rc = fn(s, key, ctx, err);

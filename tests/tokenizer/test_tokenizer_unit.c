@@ -621,6 +621,175 @@ static void test_load_from_memory(void) {
     CHECK(!cinfer_tokenizer_load_json("{}", 2, &err) && error_mentions(&err, "model"));
 }
 
+/* ------------------------------------------------- streaming vocab/merges */
+
+/* The compact tiny tokenizer.json with `insert` placed right after the first
+ * `anchor` (and `drop` bytes after it removed). */
+static char *tiny_text_edit(const char *anchor, const char *insert, size_t drop) {
+    json_t *tj = tiny_tokenizer();
+    char *text = json_dumps(tj, JSON_COMPACT);
+    json_decref(tj);
+    const char *at = strstr(text, anchor);
+    if (!at) {
+        fprintf(stderr, "anchor %s not found\n", anchor);
+        exit(1);
+    }
+    size_t head = (size_t)(at - text) + strlen(anchor);
+    ci_buf b = {0};
+    ci_buf_append(&b, text, head);
+    ci_buf_puts(&b, insert);
+    ci_buf_puts(&b, text + head + drop);
+    free(text);
+    return ci_buf_take(&b, NULL);
+}
+
+static void expect_edit_error(const char *sub, const char *anchor, const char *insert, size_t drop, const char *needle) {
+    char *text = tiny_text_edit(anchor, insert, drop);
+    expect_text_error(sub, text, strlen(text), needle);
+    free(text);
+}
+
+/* Encodings of one fixed text, to compare two loads of the same tokenizer. */
+static bool same_encoder(const cinfer_tokenizer *a, const cinfer_tokenizer *b) {
+    static const char text[] = "hello abc aaa xyz  \xC3\xA9t\xC3\xA9 hello\n\n<x>";
+    int32_t *ia = NULL, *ib = NULL;
+    long na = cinfer_tokenize(a, text, sizeof text - 1, 0, &ia, NULL);
+    long nb = cinfer_tokenize(b, text, sizeof text - 1, 0, &ib, NULL);
+    bool ok = na > 0 && na == nb && memcmp(ia, ib, (size_t)na * sizeof *ia) == 0 &&
+              cinfer_tokenizer_vocab_size(a) == cinfer_tokenizer_vocab_size(b);
+    cinfer_free(ia);
+    cinfer_free(ib);
+    return ok;
+}
+
+static void test_streaming_json(void) {
+    /* The same tokenizer written in other valid ways loads the same: every
+     * non-ASCII char as \u escapes (surrogate pairs beyond the BMP), indented,
+     * merges before vocab, an emoji and escapes inside vocabulary tokens. */
+    json_t *tj = tiny_tokenizer();
+    json_t *vocab = json_object_get(json_object_get(tj, "model"), "vocab");
+    json_object_set_new(vocab, "\xF0\x9F\x98\x80", json_integer(264));
+    json_object_set_new(vocab, "q\\/\"\t", json_integer(265));
+    char *compact = json_dumps(tj, JSON_COMPACT);
+    char *escaped = json_dumps(tj, JSON_ENSURE_ASCII | JSON_INDENT(3));
+    json_decref(tj);
+    cinfer_error err = {0};
+    cinfer_tokenizer *a = cinfer_tokenizer_load_json(compact, strlen(compact), &err);
+    CHECK_MSG(a, "compact: %s", err.message);
+    cinfer_tokenizer *b = cinfer_tokenizer_load_json(escaped, strlen(escaped), &err);
+    CHECK_MSG(b, "escaped: %s", err.message);
+    CHECK(strcasestr(escaped, "\\ud83d\\ude00") != NULL);
+    if (a && b) {
+        CHECK(same_encoder(a, b));
+        CHECK(cinfer_tokenizer_token_id(b, "\xF0\x9F\x98\x80") == 264);
+        CHECK(cinfer_tokenizer_token_id(b, "q\\/\"\t") == 265);
+    }
+    cinfer_tokenizer_free(b);
+    /* merges ahead of vocab (the order of members is free) */
+    char *moved = tiny_text_edit("{\"type\":\"BPE\",", "", 0);
+    char *mv = strstr(moved, "\"vocab\":"), *mm = strstr(moved, ",\"merges\":");
+    CHECK(mv && mm);
+    if (a && mv && mm && mv < mm) {
+        char *end_merges = strchr(strstr(mm, "]]"), ']') + 2; /* the merges array ends with "]]" */
+        ci_buf r = {0};
+        ci_buf_append(&r, moved, (size_t)(mv - moved));
+        ci_buf_append(&r, mm + 1, (size_t)(end_merges - (mm + 1)));
+        ci_buf_putc(&r, ',');
+        ci_buf_append(&r, mv, (size_t)(mm - mv));
+        ci_buf_puts(&r, end_merges);
+        b = cinfer_tokenizer_load_json(r.data, r.len, &err);
+        CHECK_MSG(b, "merges first: %s", err.message);
+        json_t *ta = json_loads(r.data, 0, NULL); /* still valid JSON, by jansson */
+        CHECK(ta != NULL);
+        json_decref(ta);
+        if (b) {
+            /* a has extra vocab entries (264, 265), so compare encodings only */
+            int32_t *ia = NULL, *ib = NULL;
+            long na = cinfer_tokenize(a, "hello abc", 9, 0, &ia, NULL), nb = cinfer_tokenize(b, "hello abc", 9, 0, &ib, NULL);
+            CHECK(na == 4 && na == nb && memcmp(ia, ib, 16) == 0);
+            cinfer_free(ia);
+            cinfer_free(ib);
+        }
+        cinfer_tokenizer_free(b);
+        ci_buf_free(&r);
+    }
+    free(moved);
+    cinfer_tokenizer_free(a);
+    free(compact);
+    free(escaped);
+
+    /* Grammar errors inside the streamed values are JSON errors (reported by
+     * jansson, with line and column), as are repeated keys. */
+    const char *V = "\"vocab\":{";
+    expect_edit_error("s_nul_key", V, "\"a\\u0000b\":300,", 0, "invalid JSON"); /* jansson: no NUL in keys */
+    expect_edit_error("s_nul_key_elsewhere", "{", "\"x\":{\"\\u0000\":1},", 0, "invalid JSON");
+    expect_edit_error("s_ctrl", V, "\"a\x01\":300,", 0, "invalid JSON");
+    expect_edit_error("s_utf8", V, "\"a\xFF\":300,", 0, "invalid JSON");
+    expect_edit_error("s_overlong", V, "\"\xC0\xAF\":300,", 0, "invalid JSON");
+    expect_edit_error("s_lone_hi", V, "\"\\ud800\":300,", 0, "invalid JSON");
+    expect_edit_error("s_lone_lo", V, "\"\\udc00\":300,", 0, "invalid JSON");
+    expect_edit_error("s_hi_then_a", V, "\"\\ud800\\u0041\":300,", 0, "invalid JSON");
+    expect_edit_error("s_bad_escape", V, "\"\\x41\":300,", 0, "invalid JSON");
+    expect_edit_error("s_short_u", V, "\"\\u12\":300,", 0, "invalid JSON");
+    expect_edit_error("s_big_int", V, "\"zz\":99999999999999999999,", 0, "invalid JSON");
+    expect_edit_error("s_leading_zero", V, "\"zz\":0300,", 0, "invalid JSON");
+    expect_edit_error("s_no_comma", V, "\"zz\":300 ", 0, "invalid JSON");
+    expect_edit_error("s_no_colon", V, "\"zz\" 300,", 0, "invalid JSON");
+    expect_edit_error("s_trailing_comma", V, "\"zz\":300,}", 0, "invalid JSON");
+    expect_edit_error("s_bad_number", V, "\"zz\":1.e5,", 0, "invalid JSON");
+    expect_edit_error("s_dup_vocab_key", "\"model\":{", "\"vocab\":{},", 0, "invalid JSON");
+    expect_edit_error("s_merge_unterminated", "\"merges\":[", "[\"h\",\"e\"", 0, "invalid JSON");
+    expect_edit_error("s_trailing_text", "\"version\":\"1.0\"", "} {", 0, "invalid JSON");
+    /* Deep nesting elsewhere is bounded (jansson's limit, 2048). */
+    ci_buf deep = {0};
+    ci_buf_puts(&deep, "\"deep\":");
+    for (int i = 0; i < 5000; i++) ci_buf_putc(&deep, '[');
+    for (int i = 0; i < 5000; i++) ci_buf_putc(&deep, ']');
+    ci_buf_putc(&deep, ',');
+    expect_edit_error("s_deep", "{", deep.data, 0, "invalid JSON");
+    deep.len = 0;
+    /* ... but 100 levels are fine. */
+    ci_buf_puts(&deep, "\"deep\":");
+    for (int i = 0; i < 100; i++) ci_buf_puts(&deep, i % 2 ? "[" : "{\"k\":");
+    ci_buf_puts(&deep, "[1,-0,2.5e-3,1E+2,true,false,null,\"x\\n\",{},[]]");
+    for (int i = 99; i >= 0; i--) ci_buf_puts(&deep, i % 2 ? "]" : "}");
+    ci_buf_putc(&deep, ',');
+    char *ok_deep = tiny_text_edit("{", deep.data, 0);
+    ci_buf_free(&deep);
+    a = cinfer_tokenizer_load_json(ok_deep, strlen(ok_deep), &err);
+    CHECK_MSG(a, "nested: %s", err.message);
+    cinfer_tokenizer_free(a);
+    free(ok_deep);
+
+    /* Types the streaming pass reports itself, with the jansson path's messages. */
+    expect_edit_error("s_real_id", V, "\"zz\":300.0,", 0, "must be an integer id");
+    expect_edit_error("s_string_id", V, "\"zz\":\"300\",", 0, "must be an integer id");
+    expect_edit_error("s_object_id", V, "\"zz\":{\"a\":[1]},", 0, "must be an integer id");
+    expect_edit_error("s_neg_id", V, "\"zz\":-1,", 0, "outside");
+    expect_edit_error("s_merge_one", "\"merges\":[", "[\"h\"],", 0, "model.merges[0]");
+    expect_edit_error("s_merge_three", "\"merges\":[", "[\"h\",\"e\",\"l\"],", 0, "model.merges[0]");
+    expect_edit_error("s_merge_numbers", "\"merges\":[", "[1,2],", 0, "model.merges[0]");
+    expect_edit_error("s_merge_object", "\"merges\":[", "{\"h\":\"e\"},", 0, "model.merges[0]");
+    expect_edit_error("s_merge_nospace", "\"merges\":[", "\"he\",", 0, "one space");
+    /* A repeated vocabulary key is refused (the two entries collide). */
+    char *dup = tiny_text_edit(V, "\"hello\":300,", 0);
+    err = (cinfer_error){0};
+    a = cinfer_tokenizer_load_json(dup, strlen(dup), &err);
+    CHECK(!a && err.code == CINFER_ERR_FORMAT && error_mentions(&err, "hello"));
+    free(dup);
+    /* Every prefix of a valid file is refused without a crash (checked reads). */
+    char *full = tiny_text_edit("{", "", 0);
+    size_t full_len = strlen(full);
+    for (size_t cut = 0; cut < full_len; cut += 97) {
+        char *copy = malloc(cut ? cut : 1); /* exact size: a read past the end is an ASan error */
+        memcpy(copy, full, cut);
+        a = cinfer_tokenizer_load_json(copy, cut, &err);
+        CHECK_MSG(!a, "prefix of %zu bytes loaded", cut);
+        free(copy);
+    }
+    free(full);
+}
+
 /* --------------------------------------------------------------- builder */
 
 static void test_builder_direct(void) {
@@ -903,6 +1072,7 @@ int main(int argc, char **argv) {
     test_hostile_files(qwen);
     test_builder_direct();
     test_load_from_memory();
+    test_streaming_json();
     test_vocab_without_bytes();
     test_word_cache_bounds();
     test_concurrent_tiny();
