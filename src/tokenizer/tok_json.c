@@ -7,6 +7,12 @@
  * byte_fallback) is refused with a message naming the field, rather than
  * approximated. Wrong JSON types get the same treatment. Missing optional
  * fields take HF's serde defaults (e.g. ByteLevel add_prefix_space=true).
+ *
+ * Why two readers: model.vocab and model.merges are nearly all of the file
+ * (~300k strings for Qwen3) and are read in place by one streaming pass
+ * (tok_json_scan.c); jansson reads the rest from a copy with those two
+ * values cut out. Everything works on text in memory; the path loader maps
+ * the files and calls the same code (cinfer_tokenizer_load_json).
  */
 #include "tokenizer/tok_json_scan.h"
 #include "tokenizer/tokenizer_internal.h"
