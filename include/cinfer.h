@@ -64,6 +64,13 @@ typedef struct cinfer_tokenizer cinfer_tokenizer;
  * merges naming unknown tokens, files over 512 MiB, ...) fails with an error
  * naming the problem. Encoding matches Hugging Face `tokenizers` exactly. */
 cinfer_tokenizer *cinfer_tokenizer_load(const char *path, cinfer_error *err);
+/* The same from a tokenizer.json held in memory (`json`, `len` bytes; no
+ * terminating NUL needed), with the same checks; the path loader reads the
+ * files and calls this. _with_config also takes tokenizer_config.json's
+ * text (NULL: none), for the bos/eos strings. */
+cinfer_tokenizer *cinfer_tokenizer_load_json(const char *json, size_t len, cinfer_error *err);
+cinfer_tokenizer *cinfer_tokenizer_load_json_with_config(const char *json, size_t len, const char *config_json,
+                                                         size_t config_len, cinfer_error *err);
 void cinfer_tokenizer_free(cinfer_tokenizer *tok);
 
 enum {
@@ -119,6 +126,11 @@ const char *cinfer_tokenizer_eos_token(const cinfer_tokenizer *tok);
  * cinfer_tokenize never adds it; a caller that wants HF's
  * add_special_tokens=True behaviour prepends it. */
 int32_t cinfer_tokenizer_post_processor_bos_id(const cinfer_tokenizer *tok);
+/* Ids of the reasoning markers "<think>" and "</think>" (Qwen3), looked up
+ * once at load as cinfer_tokenizer_token_id would; each is -1 when the
+ * tokenizer lacks it. Returns 0 when both exist, -1 otherwise. The one
+ * definition of these ids: engine, server and tests read them here. */
+int cinfer_tokenizer_thinking_ids(const cinfer_tokenizer *tok, int32_t *start, int32_t *end);
 
 /* ---------------------------------------------------------- chat template */
 

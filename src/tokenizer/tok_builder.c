@@ -83,6 +83,10 @@ static int pool_add(ci_tok_builder *b, const void *data, size_t len, uint32_t *o
     return 0;
 }
 
+/* printf arguments for at most 80 bytes of text given with its length
+ * (callers' strings need not be NUL-terminated). */
+#define SHOWN(text, len) (int)((len) < 80 ? (len) : 80), (text)
+
 #define GROW(arr, n, cap)                                                  \
     do {                                                                   \
         if ((n) == (cap)) {                                                \
@@ -93,7 +97,7 @@ static int pool_add(ci_tok_builder *b, const void *data, size_t len, uint32_t *o
 
 int ci_tok_builder_add_vocab(ci_tok_builder *b, const char *text, size_t len, int32_t id, cinfer_error *err) {
     if (id < 0 || id >= CI_TOK_MAX_IDS)
-        return ci_error(err, CINFER_ERR_FORMAT, "vocabulary token \"%.80s\" has id %d, outside [0, %d)", text, id,
+        return ci_error(err, CINFER_ERR_FORMAT, "vocabulary token \"%.*s\" has id %d, outside [0, %d)", SHOWN(text, len), id,
                         CI_TOK_MAX_IDS);
     if (len > CI_TOK_MAX_TOKEN_BYTES)
         return ci_error(err, CINFER_ERR_LIMIT, "vocabulary token with id %d is %zu bytes long (limit %d)", id, len,
@@ -129,16 +133,17 @@ int ci_tok_builder_add_merge(ci_tok_builder *b, const char *left, size_t left_le
 int ci_tok_builder_add_merge_string(ci_tok_builder *b, const char *merge, size_t len, cinfer_error *err) {
     const char *space = memchr(merge, ' ', len);
     if (!space || memchr(space + 1, ' ', len - (size_t)(space + 1 - merge)))
-        return ci_error(err, CINFER_ERR_FORMAT, "merge #%zu \"%.80s\" is not two tokens separated by one space",
-                        b->n_merges, merge);
+        return ci_error(err, CINFER_ERR_FORMAT, "merge #%zu \"%.*s\" is not two tokens separated by one space",
+                        b->n_merges, SHOWN(merge, len));
     return ci_tok_builder_add_merge(b, merge, (size_t)(space - merge), space + 1, len - (size_t)(space + 1 - merge),
                                     err);
 }
 
 int ci_tok_builder_add_added(ci_tok_builder *b, const ci_added_token_spec *spec, cinfer_error *err) {
     if (spec->id < 0 || spec->id >= CI_TOK_MAX_IDS)
-        return ci_error(err, CINFER_ERR_FORMAT, "added token \"%.80s\" has id %d, outside [0, %d)",
-                        spec->content ? spec->content : "", spec->id, CI_TOK_MAX_IDS);
+        return ci_error(err, CINFER_ERR_FORMAT, "added token \"%.*s\" has id %d, outside [0, %d)",
+                        SHOWN(spec->content ? spec->content : "", spec->content ? spec->content_len : 0), spec->id,
+                        CI_TOK_MAX_IDS);
     if (!spec->content || spec->content_len == 0)
         return ci_error(err, CINFER_ERR_FORMAT, "added token with id %d has empty content", spec->id);
     if (spec->content_len > CI_TOK_MAX_TOKEN_BYTES)
@@ -232,9 +237,9 @@ void ci_tok_builder_set_post_bos(ci_tok_builder *b, const char *token_text) {
 
 static void str_map_init(ci_str_map *m, size_t expected) {
     size_t cap = 16;
-    while (cap < expected * 2 + 16) cap <<= 1;
+    while (cap / 4 * 3 < expected + 1) cap <<= 1; /* at most 3/4 full: a vocabulary's map stays ~4 MiB */
     m->slots = ci_malloc(cap * sizeof *m->slots);
-    for (size_t i = 0; i < cap; i++) m->slots[i].id = -1;
+    memset(m->slots, 0xFF, cap * sizeof *m->slots); /* id -1: empty */
     m->mask = cap - 1;
     m->count = 0;
 }
@@ -386,69 +391,40 @@ static void decode_byte_level_text(ci_buf *pool, const char *text, size_t len, u
     ci_buf_putc(pool, '\0');
 }
 
-static cinfer_tokenizer *fail(cinfer_tokenizer *t, ci_tok_builder *b) {
-    cinfer_tokenizer_free(t);
-    ci_tok_builder_free(b);
-    return NULL;
-}
-
-cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
-    if (!b->has_byte_level) {
-        ci_error(err, CINFER_ERR_FORMAT,
-                 "only byte-level BPE tokenizers are supported (the pre-tokenizer has no ByteLevel step)");
-        ci_tok_builder_free(b);
-        return NULL;
-    }
-    if (b->n_vocab == 0) {
-        ci_error(err, CINFER_ERR_FORMAT, "the vocabulary is empty");
-        ci_tok_builder_free(b);
-        return NULL;
-    }
-    cinfer_tokenizer *t = ci_calloc(1, sizeof *t);
-    t->uid = atomic_fetch_add(&next_tokenizer_uid, 1);
-    t->unk_id = -1;
-    t->post_bos_id = -1;
-
-    int32_t max_id = -1;
-    for (size_t i = 0; i < b->n_vocab; i++)
-        if (b->vocab[i].id > max_id) max_id = b->vocab[i].id;
-    for (size_t i = 0; i < b->n_added; i++)
-        if (b->added[i].spec.id > max_id) max_id = b->added[i].spec.id;
-    t->n_ids = (size_t)max_id + 1;
-    t->entries = ci_calloc(t->n_ids, sizeof *t->entries);
-
-    /* Decoded bytes are appended to the builder pool, then the pool moves to t. */
+/* Vocabulary: one entry per id with its file text and decoded bytes, and
+ * text_to_id. Decoded bytes are appended to the builder pool, which later
+ * moves to the tokenizer. */
+static int finish_vocab(cinfer_tokenizer *t, ci_tok_builder *b, cinfer_error *err) {
     ci_buf *pool = &b->pool;
     str_map_init(&t->text_to_id, b->n_vocab);
-    str_map_init(&t->bytes_to_id, b->n_vocab);
     for (size_t i = 0; i < b->n_vocab; i++) {
         vocab_item *v = &b->vocab[i];
         ci_tok_entry *e = &t->entries[v->id];
-        if (e->present) {
-            ci_error(err, CINFER_ERR_FORMAT, "id %d is used twice in the vocabulary (\"%.60s\" and \"%.60s\")", v->id,
-                     pool->data + e->text_off, pool->data + v->off);
-            return fail(t, b);
-        }
+        if (e->present)
+            return ci_error(err, CINFER_ERR_FORMAT, "id %d is used twice in the vocabulary (\"%.60s\" and \"%.60s\")",
+                            v->id, pool->data + e->text_off, pool->data + v->off);
         int32_t prev = str_map_put(&t->text_to_id, pool->data, v->off, v->len, v->id);
-        if (prev >= 0) {
-            ci_error(err, CINFER_ERR_FORMAT, "vocabulary token \"%.80s\" appears twice (ids %d and %d)",
-                     pool->data + v->off, prev, v->id);
-            return fail(t, b);
-        }
+        if (prev >= 0)
+            return ci_error(err, CINFER_ERR_FORMAT, "vocabulary token \"%.80s\" appears twice (ids %d and %d)",
+                            pool->data + v->off, prev, v->id);
         e->present = 1;
         e->text_off = v->off;
         e->text_len = v->len;
-        if (pool->len + (size_t)v->len * 2 + 2 > UINT32_MAX) {
-            ci_error(err, CINFER_ERR_LIMIT, "tokenizer strings exceed 4 GiB in total");
-            return fail(t, b);
-        }
+        if (pool->len + (size_t)v->len * 2 + 2 > UINT32_MAX)
+            return ci_error(err, CINFER_ERR_LIMIT, "tokenizer strings exceed 4 GiB in total");
         ci_buf_reserve(pool, (size_t)v->len + 2); /* the source text below must not move while appending */
         decode_byte_level_text(pool, pool->data + v->off, v->len, &e->bytes_off, &e->bytes_len);
     }
-    /* bytes_to_id only keeps tokens whose text is entirely in the byte alphabet
-     * (the only ones a ByteLevel word can spell); first id wins on a tie. */
+    return 0;
+}
+
+/* bytes_to_id only keeps tokens whose text is entirely in the byte alphabet
+ * (the only ones a ByteLevel word can spell); first id wins on a tie. Runs
+ * before added tokens exist, so it sees vocabulary entries only. */
+static void finish_bytes_index(cinfer_tokenizer *t, const ci_buf *pool, size_t n_vocab) {
+    str_map_init(&t->bytes_to_id, n_vocab);
     for (size_t id = 0; id < t->n_ids; id++) {
-        ci_tok_entry *e = &t->entries[id];
+        const ci_tok_entry *e = &t->entries[id];
         if (!e->present) continue;
         bool pure = true;
         const char *txt = pool->data + e->text_off;
@@ -463,65 +439,69 @@ cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
         }
         if (pure) str_map_put(&t->bytes_to_id, pool->data, e->bytes_off, e->bytes_len, (int32_t)id);
     }
+}
 
-    /* Added tokens. */
+/* Checks one added token against the vocabulary and the added tokens before
+ * it. Returns 1 for a repeat HF ignores, 0 to keep it, an error code else. */
+static int check_added(const cinfer_tokenizer *t, const ci_buf *pool, const added_item *ai, cinfer_error *err) {
+    const char *content = pool->data + ai->off;
+    int32_t id = ai->spec.id;
+    int32_t vocab_id = ci_str_map_get(&t->text_to_id, pool->data, content, ai->len);
+    if (vocab_id >= 0 && vocab_id != id)
+        return ci_error(err, CINFER_ERR_FORMAT, "added token \"%.80s\" has id %d but the vocabulary gives it id %d",
+                        content, id, vocab_id);
+    int32_t prev = ci_str_map_get(&t->added_by_content, pool->data, content, ai->len);
+    if (prev >= 0) {
+        if (prev != id)
+            return ci_error(err, CINFER_ERR_FORMAT, "added token \"%.80s\" is listed twice with ids %d and %d",
+                            content, prev, id);
+        return 1; /* HF ignores a repeated token */
+    }
+    const ci_tok_entry *e = &t->entries[id];
+    if (e->added)
+        return ci_error(err, CINFER_ERR_FORMAT, "id %d is used by two added tokens (\"%.60s\" and \"%.60s\")", id,
+                        pool->data + t->added[e->added_index].content_off, content);
+    if (e->present && vocab_id < 0)
+        return ci_error(err, CINFER_ERR_FORMAT, "id %d is used by vocabulary token \"%.60s\" and added token \"%.60s\"",
+                        id, pool->data + e->text_off, content);
+    return 0;
+}
+
+/* Appends the pattern a normalized added token is matched by: NFC of its content. */
+static int set_normalized_match(ci_added_token *a, ci_buf *pool, cinfer_error *err) {
+    size_t nlen;
+    char *norm = ci_nfc((const uint8_t *)pool->data + a->content_off, a->content_len, &nlen);
+    if (!norm)
+        return ci_error(err, CINFER_ERR_FORMAT, "added token \"%.80s\" cannot be normalized",
+                        pool->data + a->content_off);
+    a->match_off = (uint32_t)pool->len;
+    a->match_len = (uint32_t)nlen;
+    ci_buf_append(pool, norm, nlen);
+    ci_buf_putc(pool, '\0');
+    free(norm);
+    return 0;
+}
+
+/* Added tokens: t->added in file order (repeats dropped), added_by_content,
+ * and their entries (an added token may also be a vocabulary token). */
+static int finish_added(cinfer_tokenizer *t, ci_tok_builder *b, cinfer_error *err) {
+    ci_buf *pool = &b->pool;
     t->added = ci_calloc(b->n_added ? b->n_added : 1, sizeof *t->added);
     str_map_init(&t->added_by_content, b->n_added);
     for (size_t i = 0; i < b->n_added; i++) {
-        added_item *ai = &b->added[i];
-        const char *content = pool->data + ai->off;
-        int32_t id = ai->spec.id;
-        int32_t vocab_id = ci_str_map_get(&t->text_to_id, pool->data, content, ai->len);
-        if (vocab_id >= 0 && vocab_id != id) {
-            ci_error(err, CINFER_ERR_FORMAT, "added token \"%.80s\" has id %d but the vocabulary gives it id %d",
-                     content, id, vocab_id);
-            return fail(t, b);
-        }
-        int32_t prev = str_map_put(&t->added_by_content, pool->data, ai->off, ai->len, id);
-        if (prev >= 0) {
-            if (prev != id) {
-                ci_error(err, CINFER_ERR_FORMAT, "added token \"%.80s\" is listed twice with ids %d and %d", content,
-                         prev, id);
-                return fail(t, b);
-            }
-            continue; /* HF ignores a repeated token */
-        }
-        ci_tok_entry *e = &t->entries[id];
-        if (e->added) {
-            ci_error(err, CINFER_ERR_FORMAT, "id %d is used by two added tokens (\"%.60s\" and \"%.60s\")", id,
-                     pool->data + t->added[e->added_index].content_off, content);
-            return fail(t, b);
-        }
-        if (e->present && vocab_id < 0) {
-            ci_error(err, CINFER_ERR_FORMAT, "id %d is used by vocabulary token \"%.60s\" and added token \"%.60s\"", id,
-                     pool->data + e->text_off, content);
-            return fail(t, b);
-        }
+        const added_item *ai = &b->added[i];
+        int rc = check_added(t, pool, ai, err);
+        if (rc == 1) continue;
+        if (rc) return rc;
         ci_added_token *a = &t->added[t->n_added];
-        a->content_off = ai->off;
-        a->content_len = ai->len;
-        a->match_off = ai->off;
-        a->match_len = ai->len;
-        a->id = id;
-        a->special = ai->spec.special;
-        a->lstrip = ai->spec.lstrip;
-        a->rstrip = ai->spec.rstrip;
-        a->single_word = ai->spec.single_word;
-        a->normalized = ai->spec.normalized;
-        if (a->normalized && b->normalizer == CI_NORMALIZER_NFC) {
-            size_t nlen;
-            char *norm = ci_nfc((const uint8_t *)content, ai->len, &nlen);
-            if (!norm) {
-                ci_error(err, CINFER_ERR_FORMAT, "added token \"%.80s\" cannot be normalized", content);
-                return fail(t, b);
-            }
-            a->match_off = (uint32_t)pool->len;
-            a->match_len = (uint32_t)nlen;
-            ci_buf_append(pool, norm, nlen);
-            ci_buf_putc(pool, '\0');
-            free(norm);
-            content = pool->data + ai->off; /* pool may have moved */
-        }
+        *a = (ci_added_token){.content_off = ai->off, .content_len = ai->len, .match_off = ai->off,
+                              .match_len = ai->len, .id = ai->spec.id, .special = ai->spec.special,
+                              .lstrip = ai->spec.lstrip, .rstrip = ai->spec.rstrip,
+                              .single_word = ai->spec.single_word, .normalized = ai->spec.normalized};
+        if (a->normalized && b->normalizer == CI_NORMALIZER_NFC && set_normalized_match(a, pool, err))
+            return CINFER_ERR_FORMAT;
+        str_map_put(&t->added_by_content, pool->data, ai->off, ai->len, a->id);
+        ci_tok_entry *e = &t->entries[a->id];
         if (!e->present) {
             e->present = 1;
             e->text_off = ai->off;
@@ -536,39 +516,46 @@ cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
         e->added_index = (int32_t)t->n_added;
         t->n_added++;
     }
+    return 0;
+}
 
-    /* Merges. */
+/* Merges: both halves and their concatenation must be vocabulary tokens. */
+static int finish_merges(cinfer_tokenizer *t, const ci_tok_builder *b, cinfer_error *err) {
+    const char *pool = b->pool.data;
     size_t mcap = 16;
     while (mcap < b->n_merges * 2 + 16) mcap <<= 1;
     t->merges = ci_malloc(mcap * sizeof *t->merges);
     memset(t->merges, 0xFF, mcap * sizeof *t->merges);
     t->merges_mask = mcap - 1;
     ci_buf joined = {0};
-    for (size_t r = 0; r < b->n_merges; r++) {
-        merge_item *m = &b->merges[r];
-        const char *left = pool->data + m->left_off, *right = pool->data + m->right_off;
-        int32_t lid = ci_str_map_get(&t->text_to_id, pool->data, left, m->left_len);
-        int32_t rid = ci_str_map_get(&t->text_to_id, pool->data, right, m->right_len);
+    int rc = 0;
+    for (size_t r = 0; r < b->n_merges && !rc; r++) {
+        const merge_item *m = &b->merges[r];
+        const char *left = pool + m->left_off, *right = pool + m->right_off;
+        int32_t lid = ci_str_map_get(&t->text_to_id, pool, left, m->left_len);
+        int32_t rid = ci_str_map_get(&t->text_to_id, pool, right, m->right_len);
         if (lid < 0 || rid < 0) {
-            ci_error(err, CINFER_ERR_FORMAT, "merge #%zu (\"%.60s\" \"%.60s\") references unknown token \"%.60s\"", r,
-                     left, right, lid < 0 ? left : right);
-            ci_buf_free(&joined);
-            return fail(t, b);
+            rc = ci_error(err, CINFER_ERR_FORMAT, "merge #%zu (\"%.60s\" \"%.60s\") references unknown token \"%.60s\"",
+                          r, left, right, lid < 0 ? left : right);
+            break;
         }
         joined.len = 0;
         ci_buf_append(&joined, left, m->left_len);
         ci_buf_append(&joined, right, m->right_len);
-        int32_t nid = ci_str_map_get(&t->text_to_id, pool->data, joined.data, joined.len);
-        if (nid < 0) {
-            ci_error(err, CINFER_ERR_FORMAT, "merge #%zu (\"%.60s\" \"%.60s\") produces \"%.120s\", which is not in the vocabulary",
-                     r, left, right, joined.data);
-            ci_buf_free(&joined);
-            return fail(t, b);
-        }
-        merge_put(t, lid, rid, (uint32_t)r, nid);
+        int32_t nid = ci_str_map_get(&t->text_to_id, pool, joined.data, joined.len);
+        if (nid < 0)
+            rc = ci_error(err, CINFER_ERR_FORMAT,
+                          "merge #%zu (\"%.60s\" \"%.60s\") produces \"%.120s\", which is not in the vocabulary", r,
+                          left, right, joined.data);
+        else
+            merge_put(t, lid, rid, (uint32_t)r, nid);
     }
     ci_buf_free(&joined);
+    return rc;
+}
 
+/* The one-byte token for each byte (its byte-level char), -1 when absent. */
+static void finish_byte_symbols(cinfer_tokenizer *t, const char *pool) {
     for (int byte = 0; byte < 256; byte++) {
         uint8_t utf8[4];
         uint32_t cp = ci_byte_level_char((uint8_t)byte);
@@ -578,15 +565,16 @@ cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
             utf8[0] = (uint8_t)(0xC0 | (cp >> 6));
             utf8[1] = (uint8_t)(0x80 | (cp & 0x3F));
         }
-        t->byte_symbol[byte] = ci_str_map_get(&t->text_to_id, pool->data, utf8, n);
+        t->byte_symbol[byte] = ci_str_map_get(&t->text_to_id, pool, utf8, n);
     }
+}
 
+/* BPE and pre-tokenizer options; compiled regexes and strings move to t. */
+static int finish_options(cinfer_tokenizer *t, ci_tok_builder *b, cinfer_error *err) {
     if (b->unk_token) {
-        t->unk_id = ci_str_map_get(&t->text_to_id, pool->data, b->unk_token, strlen(b->unk_token));
-        if (t->unk_id < 0) {
-            ci_error(err, CINFER_ERR_FORMAT, "unk_token \"%.80s\" is not in the vocabulary", b->unk_token);
-            return fail(t, b);
-        }
+        t->unk_id = ci_str_map_get(&t->text_to_id, b->pool.data, b->unk_token, strlen(b->unk_token));
+        if (t->unk_id < 0)
+            return ci_error(err, CINFER_ERR_FORMAT, "unk_token \"%.80s\" is not in the vocabulary", b->unk_token);
     }
     t->ignore_merges = b->ignore_merges;
     t->fuse_unk = b->fuse_unk;
@@ -600,8 +588,11 @@ cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
     t->bos_token = b->bos;
     t->eos_token = b->eos;
     b->bos = b->eos = NULL;
+    return 0;
+}
 
-    /* Matchers: special tokens first, then the others, each in file order. */
+/* Matchers: special tokens first, then the others, each in file order. */
+static void finish_matchers(cinfer_tokenizer *t, const char *pool) {
     int32_t *order = ci_malloc((t->n_added ? t->n_added : 1) * sizeof *order);
     for (int pass = 0; pass < 2; pass++) {
         bool want_normalized = pass == 1;
@@ -610,13 +601,57 @@ cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
             for (size_t i = 0; i < t->n_added; i++)
                 if (t->added[i].normalized == want_normalized && t->added[i].special == (bool)special)
                     order[n++] = (int32_t)i;
-        matcher_build(want_normalized ? &t->normalized_matcher : &t->raw_matcher, pool->data, t->added, order, n);
+        matcher_build(want_normalized ? &t->normalized_matcher : &t->raw_matcher, pool, t->added, order, n);
     }
     free(order);
+}
 
-    t->pool_len = pool->len;
-    t->pool = ci_buf_take(pool, NULL);
+/* The tokenizer shell: ids sized to the largest id of any token. */
+static cinfer_tokenizer *tokenizer_new(const ci_tok_builder *b) {
+    cinfer_tokenizer *t = ci_calloc(1, sizeof *t);
+    t->uid = atomic_fetch_add(&next_tokenizer_uid, 1);
+    t->unk_id = -1;
+    t->post_bos_id = -1;
+    int32_t max_id = -1;
+    for (size_t i = 0; i < b->n_vocab; i++)
+        if (b->vocab[i].id > max_id) max_id = b->vocab[i].id;
+    for (size_t i = 0; i < b->n_added; i++)
+        if (b->added[i].spec.id > max_id) max_id = b->added[i].spec.id;
+    t->n_ids = (size_t)max_id + 1;
+    t->entries = ci_calloc(t->n_ids, sizeof *t->entries);
+    return t;
+}
+
+cinfer_tokenizer *ci_tok_builder_finish(ci_tok_builder *b, cinfer_error *err) {
+    int rc = 0;
+    if (!b->has_byte_level)
+        rc = ci_error(err, CINFER_ERR_FORMAT,
+                      "only byte-level BPE tokenizers are supported (the pre-tokenizer has no ByteLevel step)");
+    else if (b->n_vocab == 0)
+        rc = ci_error(err, CINFER_ERR_FORMAT, "the vocabulary is empty");
+    if (rc) {
+        ci_tok_builder_free(b);
+        return NULL;
+    }
+    cinfer_tokenizer *t = tokenizer_new(b);
+    rc = finish_vocab(t, b, err);
+    if (!rc && b->ignore_merges) finish_bytes_index(t, &b->pool, b->n_vocab); /* its only user */
+    if (!rc) rc = finish_added(t, b, err);
+    if (!rc) rc = finish_merges(t, b, err);
+    if (!rc) finish_byte_symbols(t, b->pool.data);
+    if (!rc) rc = finish_options(t, b, err);
+    if (rc) {
+        cinfer_tokenizer_free(t);
+        ci_tok_builder_free(b);
+        return NULL;
+    }
+    finish_matchers(t, b->pool.data);
+    t->pool_len = b->pool.len;
+    t->pool = ci_buf_take(&b->pool, NULL);
     if (b->post_bos) t->post_bos_id = cinfer_tokenizer_token_id(t, b->post_bos);
+    /* Reasoning markers (Qwen3 and its kind): the one place their ids are read. */
+    t->think_start_id = cinfer_tokenizer_token_id(t, "<think>");
+    t->think_end_id = cinfer_tokenizer_token_id(t, "</think>");
     ci_tok_builder_free(b);
     return t;
 }

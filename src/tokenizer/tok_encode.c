@@ -14,10 +14,18 @@
  *      on ties, with HF's exact priority-queue procedure.
  *
  * Why a per-thread context: encode takes a const tokenizer and may run on
- * many threads; the word cache, PCRE2 match data and scratch arrays are
- * per thread (pthread key), tagged with the tokenizer's uid so a context
- * never serves stale entries to another tokenizer. The word cache matters
- * because prose repeats words; it is bounded and simply cleared when full.
+ * many threads; the tokenizer is immutable after loading, and the word
+ * cache, PCRE2 match data and scratch arrays are per thread (pthread key,
+ * freed by its destructor when the thread exits), tagged with the
+ * tokenizer's uid so a context never serves stale entries to another
+ * tokenizer. Nothing mutable is shared, so no locks are needed.
+ *
+ * Why the context is small: a server runs one thread per connection, each
+ * of which encodes. The word cache (it matters because prose repeats words)
+ * starts at a few KiB and doubles only while a thread keeps meeting new
+ * words, up to a fixed cap (CACHE_MAX_SLOTS: ~0.6 MiB in all), and is
+ * cleared when full. Scratch arrays that one large input grew are released
+ * after that call (CTX_KEEP_BYTES), so an idle thread holds tens of KiB.
  */
 #include "tokenizer/tokenizer_internal.h"
 
@@ -53,10 +61,17 @@ typedef struct bpe_merge_entry {
     int32_t new_id;
 } bpe_merge_entry;
 
-#define CACHE_SLOTS (1u << 16)
-#define CACHE_MAX_KEY 256
-#define CACHE_KEY_ARENA ((size_t)4 << 20)
-#define CACHE_ID_ARENA ((size_t)1 << 20)
+/* Word cache: open addressing, at most half full. Keys and ids live in
+ * arenas sized with the slots (CACHE_KEY_BYTES / CACHE_IDS per slot, ample
+ * for words of a few bytes and tokens); whichever fills first triggers a
+ * doubling, or a clear at the cap. */
+#define CACHE_MIN_SLOTS ((size_t)1 << 9)
+#define CACHE_MAX_SLOTS ((size_t)1 << 14)
+#define CACHE_KEY_BYTES 8
+#define CACHE_IDS 2
+#define CACHE_MAX_KEY 256 /* longer words are not cached */
+/* Scratch arrays above this size are freed after each call. */
+#define CTX_KEEP_BYTES ((size_t)64 << 10)
 
 typedef struct cache_slot {
     uint64_t hash; /* 0 = empty (hashes are forced non-zero) */
@@ -64,17 +79,21 @@ typedef struct cache_slot {
     uint16_t key_len, n_ids;
 } cache_slot;
 
+typedef struct word_cache {
+    cache_slot *slots;
+    size_t n_slots, count;
+    uint8_t *keys;
+    size_t keys_len;
+    int32_t *ids;
+    size_t ids_len;
+} word_cache;
+
 typedef struct tok_ctx {
     uint64_t tok_uid;
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit_stack;
-    cache_slot *slots;
-    size_t cache_count;
-    uint8_t *keys;
-    size_t keys_len;
-    int32_t *ids;
-    size_t ids_len;
+    word_cache cache;
     piece_vec pa, pb;
     split_seg *segs;
     size_t n_segs, cap_segs;
@@ -88,15 +107,55 @@ typedef struct tok_ctx {
 static pthread_key_t ctx_key;
 static pthread_once_t ctx_key_once = PTHREAD_ONCE_INIT;
 
+static void cache_free(word_cache *wc) {
+    free(wc->slots);
+    free(wc->keys);
+    free(wc->ids);
+    memset(wc, 0, sizeof *wc);
+}
+
+/* Empty cache with n_slots slots (a power of two) and arenas to match. */
+static void cache_init(word_cache *wc, size_t n_slots) {
+    cache_free(wc);
+    wc->slots = ci_calloc(n_slots, sizeof *wc->slots);
+    wc->keys = ci_malloc(n_slots * CACHE_KEY_BYTES);
+    wc->ids = ci_malloc(n_slots * CACHE_IDS * sizeof *wc->ids);
+    wc->n_slots = n_slots;
+}
+
+/* Frees scratch arrays that grew past CTX_KEEP_BYTES (they regrow on demand). */
+static void ctx_trim(tok_ctx *c) {
+    piece_vec *pv[2] = {&c->pa, &c->pb};
+    for (int i = 0; i < 2; i++)
+        if (pv[i]->cap * sizeof *pv[i]->v > CTX_KEEP_BYTES) {
+            free(pv[i]->v);
+            *pv[i] = (piece_vec){0};
+        }
+    if (c->cap_segs * sizeof *c->segs > CTX_KEEP_BYTES) {
+        free(c->segs);
+        c->segs = NULL;
+        c->n_segs = c->cap_segs = 0;
+    }
+    if (c->cap_syms * sizeof *c->syms > CTX_KEEP_BYTES) {
+        free(c->syms);
+        c->syms = NULL;
+        c->cap_syms = 0;
+    }
+    if (c->cap_heap * sizeof *c->heap > CTX_KEEP_BYTES) {
+        free(c->heap);
+        c->heap = NULL;
+        c->cap_heap = 0;
+    }
+    if (c->prefixed.cap > CTX_KEEP_BYTES) ci_buf_free(&c->prefixed);
+}
+
 static void ctx_destroy(void *p) {
     tok_ctx *c = p;
     if (!c) return;
     pcre2_match_data_free(c->md);
     pcre2_match_context_free(c->mctx);
     pcre2_jit_stack_free(c->jit_stack);
-    free(c->slots);
-    free(c->keys);
-    free(c->ids);
+    cache_free(&c->cache);
     free(c->pa.v);
     free(c->pb.v);
     free(c->segs);
@@ -108,13 +167,6 @@ static void ctx_destroy(void *p) {
 
 static void ctx_key_create(void) { pthread_key_create(&ctx_key, ctx_destroy); }
 
-static void cache_clear(tok_ctx *c) {
-    memset(c->slots, 0, CACHE_SLOTS * sizeof *c->slots);
-    c->cache_count = 0;
-    c->keys_len = 0;
-    c->ids_len = 0;
-}
-
 static tok_ctx *ctx_get(const cinfer_tokenizer *t) {
     pthread_once(&ctx_key_once, ctx_key_create);
     tok_ctx *c = pthread_getspecific(ctx_key);
@@ -122,17 +174,16 @@ static tok_ctx *ctx_get(const cinfer_tokenizer *t) {
         c = ci_calloc(1, sizeof *c);
         c->md = pcre2_match_data_create(1, NULL);
         c->mctx = pcre2_match_context_create(NULL);
-        /* Long runs (10k-char words, whitespace) need more than the default 32 KiB JIT stack. */
+        /* Long runs (10k-char words, whitespace) need more than the default
+         * 32 KiB JIT stack; PCRE2 reserves the 8 MiB as address space and
+         * only the pages a match touches become resident. */
         c->jit_stack = pcre2_jit_stack_create(32 << 10, 8 << 20, NULL);
         if (c->jit_stack) pcre2_jit_stack_assign(c->mctx, NULL, c->jit_stack);
-        c->slots = ci_calloc(CACHE_SLOTS, sizeof *c->slots);
-        c->keys = ci_malloc(CACHE_KEY_ARENA);
-        c->ids = ci_malloc(CACHE_ID_ARENA * sizeof *c->ids);
         if (!c->md || !c->mctx) abort();
         pthread_setspecific(ctx_key, c);
     }
-    if (c->tok_uid != t->uid) {
-        cache_clear(c);
+    if (c->tok_uid != t->uid || !c->cache.slots) {
+        cache_init(&c->cache, CACHE_MIN_SLOTS);
         c->tok_uid = t->uid;
     }
     return c;
@@ -151,6 +202,17 @@ static inline void ids_push(id_vec *o, int32_t id) {
         o->v = ci_realloc_array(o->v, o->cap, sizeof *o->v);
     }
     o->v[o->n++] = id;
+}
+
+/* Appends n ids; n may be 0 with ids NULL (nothing is touched then). */
+static void ids_append(id_vec *o, const int32_t *ids, size_t n) {
+    if (n == 0) return;
+    if (o->n + n > o->cap) {
+        while (o->n + n > o->cap) o->cap = o->cap ? o->cap * 2 : 256;
+        o->v = ci_realloc_array(o->v, o->cap, sizeof *o->v);
+    }
+    memcpy(o->v + o->n, ids, n * sizeof *ids);
+    o->n += n;
 }
 
 static inline void pieces_push(piece_vec *pv, const uint8_t *p, size_t n) {
@@ -289,6 +351,58 @@ static void bpe_word(const cinfer_tokenizer *t, tok_ctx *c, const uint8_t *w, si
     for (int32_t i = 0; i >= 0; i = s[i].next) ids_push(out, s[i].id);
 }
 
+/* Slot where key w (hash h) is, or the empty slot where it would go. */
+static cache_slot *cache_find(const word_cache *wc, uint64_t h, const uint8_t *w, size_t n) {
+    size_t mask = wc->n_slots - 1;
+    for (size_t i = (size_t)(h >> 17) & mask;; i = (i + 1) & mask) {
+        cache_slot *s = &wc->slots[i];
+        if (s->hash == 0 || (s->hash == h && s->key_len == n && memcmp(wc->keys + s->key_off, w, n) == 0))
+            return s;
+    }
+}
+
+/* Doubles the cache, keeping its entries (slots hold their hash). */
+static void cache_grow(word_cache *wc) {
+    word_cache old = *wc;
+    size_t n_slots = old.n_slots * 2, mask = n_slots - 1;
+    wc->slots = ci_calloc(n_slots, sizeof *wc->slots);
+    wc->keys = ci_realloc_array(old.keys, n_slots * CACHE_KEY_BYTES, 1);
+    wc->ids = ci_realloc_array(old.ids, n_slots * CACHE_IDS, sizeof *wc->ids);
+    wc->n_slots = n_slots;
+    for (size_t j = 0; j < old.n_slots; j++) {
+        if (!old.slots[j].hash) continue;
+        size_t i = (size_t)(old.slots[j].hash >> 17) & mask;
+        while (wc->slots[i].hash) i = (i + 1) & mask;
+        wc->slots[i] = old.slots[j];
+    }
+    free(old.slots);
+}
+
+/* Makes room for one entry of n key bytes and k ids: grows below the cap,
+ * clears at it. */
+static void cache_make_room(word_cache *wc, size_t n, size_t k) {
+    while (wc->count + 1 > wc->n_slots / 2 || wc->keys_len + n > wc->n_slots * CACHE_KEY_BYTES ||
+           wc->ids_len + k > wc->n_slots * CACHE_IDS) {
+        if (wc->n_slots >= CACHE_MAX_SLOTS) {
+            memset(wc->slots, 0, wc->n_slots * sizeof *wc->slots);
+            wc->count = wc->keys_len = wc->ids_len = 0;
+            return; /* one entry always fits an empty cache: n <= CACHE_MAX_KEY, k <= n */
+        }
+        cache_grow(wc);
+    }
+}
+
+static void cache_put(word_cache *wc, uint64_t h, const uint8_t *w, size_t n, const int32_t *ids, size_t k) {
+    cache_make_room(wc, n, k);
+    cache_slot *s = cache_find(wc, h, w, n);
+    *s = (cache_slot){h, (uint32_t)wc->keys_len, (uint32_t)wc->ids_len, (uint16_t)n, (uint16_t)k};
+    memcpy(wc->keys + wc->keys_len, w, n);
+    wc->keys_len += n;
+    if (k) memcpy(wc->ids + wc->ids_len, ids, k * sizeof *ids);
+    wc->ids_len += k;
+    wc->count++;
+}
+
 static void bpe_cached(const cinfer_tokenizer *t, tok_ctx *c, const uint8_t *w, size_t n, id_vec *out) {
     if (n == 1 && !t->ignore_merges) {
         int32_t id = t->byte_symbol[w[0]];
@@ -301,42 +415,17 @@ static void bpe_cached(const cinfer_tokenizer *t, tok_ctx *c, const uint8_t *w, 
         return;
     }
     uint64_t h = ci_tok_hash(w, n) | 1;
-    size_t mask = CACHE_SLOTS - 1;
-    size_t i = (size_t)(h >> 17) & mask;
-    for (;; i = (i + 1) & mask) {
-        cache_slot *s = &c->slots[i];
-        if (s->hash == 0) break;
-        if (s->hash == h && s->key_len == n && memcmp(c->keys + s->key_off, w, n) == 0) {
-            const int32_t *ids = c->ids + s->ids_off;
-            if (out->n + s->n_ids > out->cap) {
-                while (out->n + s->n_ids > out->cap) out->cap = out->cap ? out->cap * 2 : 256;
-                out->v = ci_realloc_array(out->v, out->cap, sizeof *out->v);
-            }
-            memcpy(out->v + out->n, ids, s->n_ids * sizeof *ids);
-            out->n += s->n_ids;
-            return;
-        }
+    const cache_slot *s = cache_find(&c->cache, h, w, n);
+    if (s->hash) {
+        ids_append(out, c->cache.ids + s->ids_off, s->n_ids);
+        return;
     }
     size_t before = out->n;
     bpe_word(t, c, w, n, out);
+    /* A word yields at most one id per byte; it may yield none (bytes with no
+     * token and no unk_token are dropped), and then out->v may be NULL. */
     size_t produced = out->n - before;
-    if (c->cache_count >= CACHE_SLOTS / 2 || c->keys_len + n > CACHE_KEY_ARENA ||
-        c->ids_len + produced > CACHE_ID_ARENA) {
-        cache_clear(c);
-        i = (size_t)(h >> 17) & mask;
-        while (c->slots[i].hash) i = (i + 1) & mask;
-    }
-    cache_slot *s = &c->slots[i];
-    s->hash = h;
-    s->key_off = (uint32_t)c->keys_len;
-    s->key_len = (uint16_t)n;
-    s->ids_off = (uint32_t)c->ids_len;
-    s->n_ids = (uint16_t)produced;
-    memcpy(c->keys + c->keys_len, w, n);
-    c->keys_len += n;
-    memcpy(c->ids + c->ids_len, out->v + before, produced * sizeof *out->v);
-    c->ids_len += produced;
-    c->cache_count++;
+    cache_put(&c->cache, h, w, n, produced ? out->v + before : NULL, produced);
 }
 
 /* ------------------------------------------------------------ pre-tokenize */
@@ -645,6 +734,7 @@ long cinfer_tokenize(const cinfer_tokenizer *t, const char *text, size_t len, un
     tok_ctx *c = ctx_get(t);
     id_vec out = {0};
     int rc = split_added(t, c, &t->raw_matcher, s, len, flags, emit_raw_piece, &out, err);
+    ctx_trim(c);
     ci_buf_free(&repaired);
     if (rc) {
         free(out.v);
@@ -685,3 +775,10 @@ const char *cinfer_tokenizer_bos_token(const cinfer_tokenizer *t) { return t ? t
 const char *cinfer_tokenizer_eos_token(const cinfer_tokenizer *t) { return t ? t->eos_token : NULL; }
 
 int32_t cinfer_tokenizer_post_processor_bos_id(const cinfer_tokenizer *t) { return t ? t->post_bos_id : -1; }
+
+int cinfer_tokenizer_thinking_ids(const cinfer_tokenizer *t, int32_t *start, int32_t *end) {
+    int32_t s = t ? t->think_start_id : -1, e = t ? t->think_end_id : -1;
+    if (start) *start = s;
+    if (end) *end = e;
+    return s >= 0 && e >= 0 ? 0 : -1;
+}

@@ -7,7 +7,14 @@
  * byte_fallback) is refused with a message naming the field, rather than
  * approximated. Wrong JSON types get the same treatment. Missing optional
  * fields take HF's serde defaults (e.g. ByteLevel add_prefix_space=true).
+ *
+ * Why two readers: model.vocab and model.merges are nearly all of the file
+ * (~300k strings for Qwen3) and are read in place by one streaming pass
+ * (tok_json_scan.c); jansson reads the rest from a copy with those two
+ * values cut out. Everything works on text in memory; the path loader maps
+ * the files and calls the same code (cinfer_tokenizer_load_json).
  */
+#include "tokenizer/tok_json_scan.h"
 #include "tokenizer/tokenizer_internal.h"
 
 #include <jansson.h>
@@ -187,7 +194,55 @@ static void find_post_bos(ci_tok_builder *b, json_t *pp) {
     if (json_is_string(id)) ci_tok_builder_set_post_bos(b, json_string_value(id));
 }
 
-static int load_model(ci_tok_builder *b, json_t *m, cinfer_error *err) {
+/* model.vocab as a jansson object (tok_json_scan.c reads it in one pass
+ * when it is an object; this handles the rest, and the fallback path). */
+static int load_vocab(ci_tok_builder *b, json_t *vocab, cinfer_error *err) {
+    if (!json_is_object(vocab)) return type_error(err, "model.vocab", "an object of token -> id");
+    if (json_object_size(vocab) > CI_TOK_MAX_IDS)
+        return ci_error(err, CINFER_ERR_LIMIT, "model.vocab has %zu entries (limit %d)", json_object_size(vocab),
+                        CI_TOK_MAX_IDS);
+    for (void *it = json_object_iter(vocab); it; it = json_object_iter_next(vocab, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t key_len = json_object_iter_key_len(it);
+        json_t *value = json_object_iter_value(it);
+        if (!json_is_integer(value))
+            return ci_error(err, CINFER_ERR_FORMAT, "model.vocab[\"%.80s\"] must be an integer id", key);
+        json_int_t id = json_integer_value(value);
+        if (id < 0 || id >= CI_TOK_MAX_IDS)
+            return ci_error(err, CINFER_ERR_FORMAT, "model.vocab[\"%.80s\"] = %lld is outside [0, %d)", key,
+                            (long long)id, CI_TOK_MAX_IDS);
+        int rc = ci_tok_builder_add_vocab(b, key, key_len, (int32_t)id, err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int load_merges(ci_tok_builder *b, json_t *merges, cinfer_error *err) {
+    if (!merges || json_is_null(merges)) return 0;
+    if (!json_is_array(merges)) return type_error(err, "model.merges", "an array");
+    if (json_array_size(merges) > CI_TOK_MAX_MERGES)
+        return ci_error(err, CINFER_ERR_LIMIT, "model.merges has %zu entries (limit %d)", json_array_size(merges),
+                        CI_TOK_MAX_MERGES);
+    for (size_t i = 0; i < json_array_size(merges); i++) {
+        json_t *mg = json_array_get(merges, i);
+        int rc;
+        if (json_is_string(mg)) {
+            rc = ci_tok_builder_add_merge_string(b, json_string_value(mg), json_string_length(mg), err);
+        } else if (json_is_array(mg) && json_array_size(mg) == 2 && json_is_string(json_array_get(mg, 0)) &&
+                   json_is_string(json_array_get(mg, 1))) {
+            json_t *l = json_array_get(mg, 0), *r = json_array_get(mg, 1);
+            rc = ci_tok_builder_add_merge(b, json_string_value(l), json_string_length(l), json_string_value(r),
+                                          json_string_length(r), err);
+        } else {
+            return ci_error(err, CINFER_ERR_FORMAT, "model.merges[%zu] must be \"a b\" or [\"a\", \"b\"]", i);
+        }
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* `streamed` says which of vocab / merges the streaming pass already added. */
+static int load_model(ci_tok_builder *b, json_t *m, const ci_json_scan_result *streamed, cinfer_error *err) {
     if (!json_is_object(m)) return type_error(err, "model", "an object");
     const char *type = type_of(m);
     if (type && strcmp(type, "BPE") != 0)
@@ -213,47 +268,11 @@ static int load_model(ci_tok_builder *b, json_t *m, cinfer_error *err) {
     if (get_string(m, "unk_token", &unk, NULL, "model", err)) return CINFER_ERR_FORMAT;
     ci_tok_builder_set_bpe_options(b, ignore_merges, unk, fuse_unk);
 
-    json_t *vocab = json_object_get(m, "vocab");
-    if (!json_is_object(vocab)) return type_error(err, "model.vocab", "an object of token -> id");
-    if (json_object_size(vocab) > CI_TOK_MAX_IDS)
-        return ci_error(err, CINFER_ERR_LIMIT, "model.vocab has %zu entries (limit %d)", json_object_size(vocab),
-                        CI_TOK_MAX_IDS);
-    for (void *it = json_object_iter(vocab); it; it = json_object_iter_next(vocab, it)) {
-        const char *key = json_object_iter_key(it);
-        size_t key_len = json_object_iter_key_len(it);
-        json_t *value = json_object_iter_value(it);
-        if (!json_is_integer(value))
-            return ci_error(err, CINFER_ERR_FORMAT, "model.vocab[\"%.80s\"] must be an integer id", key);
-        json_int_t id = json_integer_value(value);
-        if (id < 0 || id >= CI_TOK_MAX_IDS)
-            return ci_error(err, CINFER_ERR_FORMAT, "model.vocab[\"%.80s\"] = %lld is outside [0, %d)", key,
-                            (long long)id, CI_TOK_MAX_IDS);
-        int rc = ci_tok_builder_add_vocab(b, key, key_len, (int32_t)id, err);
+    if (!streamed->vocab.end) {
+        int rc = load_vocab(b, json_object_get(m, "vocab"), err);
         if (rc) return rc;
     }
-
-    json_t *merges = json_object_get(m, "merges");
-    if (!merges || json_is_null(merges)) return 0;
-    if (!json_is_array(merges)) return type_error(err, "model.merges", "an array");
-    if (json_array_size(merges) > CI_TOK_MAX_MERGES)
-        return ci_error(err, CINFER_ERR_LIMIT, "model.merges has %zu entries (limit %d)", json_array_size(merges),
-                        CI_TOK_MAX_MERGES);
-    for (size_t i = 0; i < json_array_size(merges); i++) {
-        json_t *mg = json_array_get(merges, i);
-        int rc;
-        if (json_is_string(mg)) {
-            rc = ci_tok_builder_add_merge_string(b, json_string_value(mg), json_string_length(mg), err);
-        } else if (json_is_array(mg) && json_array_size(mg) == 2 && json_is_string(json_array_get(mg, 0)) &&
-                   json_is_string(json_array_get(mg, 1))) {
-            json_t *l = json_array_get(mg, 0), *r = json_array_get(mg, 1);
-            rc = ci_tok_builder_add_merge(b, json_string_value(l), json_string_length(l), json_string_value(r),
-                                          json_string_length(r), err);
-        } else {
-            return ci_error(err, CINFER_ERR_FORMAT, "model.merges[%zu] must be \"a b\" or [\"a\", \"b\"]", i);
-        }
-        if (rc) return rc;
-    }
-    return 0;
+    return streamed->merges.end ? 0 : load_merges(b, json_object_get(m, "merges"), err);
 }
 
 static int load_added(ci_tok_builder *b, json_t *list, cinfer_error *err) {
@@ -302,70 +321,158 @@ static int config_token(json_t *cfg, const char *key, char **out, cinfer_error *
     return 0;
 }
 
-static json_t *parse_json_file(const char *path, size_t max_bytes, cinfer_error *err) {
-    size_t len;
-    char *data = ci_read_file(path, max_bytes, &len, err);
-    if (!data) return NULL;
+/* Parses one JSON document held in memory; `name` prefixes errors. */
+static json_t *parse_json(const char *data, size_t len, size_t max_bytes, const char *name, cinfer_error *err) {
+    if (len > max_bytes) {
+        ci_error(err, CINFER_ERR_LIMIT, "%s: %zu bytes (limit %zu)", name, len, max_bytes);
+        return NULL;
+    }
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-    free(data);
+    json_t *root = json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root) {
-        ci_error(err, CINFER_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path, jerr.line, jerr.column,
+        ci_error(err, CINFER_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", name, jerr.line, jerr.column,
                  jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        ci_error(err, CINFER_ERR_FORMAT, "%s: the top level must be a JSON object", path);
+        ci_error(err, CINFER_ERR_FORMAT, "%s: the top level must be a JSON object", name);
         return NULL;
     }
     return root;
 }
 
-cinfer_tokenizer *ci_tok_load_hf_json(const char *json_path, cinfer_error *err) {
-    json_t *root = parse_json_file(json_path, CI_TOK_MAX_FILE_BYTES, err);
-    if (!root) return NULL;
-    ci_tok_builder *b = ci_tok_builder_new();
-    int rc = 0;
-    if (!json_object_get(root, "model")) rc = ci_error(err, CINFER_ERR_FORMAT, "no \"model\" section");
-    if (!rc) rc = load_model(b, json_object_get(root, "model"), err);
+/* tokenizer.json sections into the builder. */
+static int load_sections(ci_tok_builder *b, json_t *root, const ci_json_scan_result *streamed, cinfer_error *err) {
+    if (!json_object_get(root, "model")) return ci_error(err, CINFER_ERR_FORMAT, "no \"model\" section");
+    int rc = load_model(b, json_object_get(root, "model"), streamed, err);
     if (!rc) rc = load_normalizer(b, json_object_get(root, "normalizer"), err);
     if (!rc) rc = load_pretokenizer(b, json_object_get(root, "pre_tokenizer"), err);
     if (!rc) rc = load_decoder(json_object_get(root, "decoder"), err);
     if (!rc) rc = load_added(b, json_object_get(root, "added_tokens"), err);
     if (!rc) find_post_bos(b, json_object_get(root, "post_processor"));
-    json_decref(root);
+    return rc;
+}
+
+/* bos/eos strings of tokenizer_config.json into the builder. */
+static int load_config(ci_tok_builder *b, const char *cfg_json, size_t cfg_len, const char *name,
+                       cinfer_error *err) {
+    json_t *cfg = parse_json(cfg_json, cfg_len, CI_TOK_MAX_CONFIG_BYTES, name, err);
+    if (!cfg) return err ? err->code : CINFER_ERR_FORMAT;
+    char *bos = NULL, *eos = NULL;
+    int rc = config_token(cfg, "bos_token", &bos, err);
+    if (!rc) rc = config_token(cfg, "eos_token", &eos, err);
+    if (rc) ci_error_prefix(err, "%s", name);
+    else ci_tok_builder_set_special_strings(b, bos, eos);
+    free(bos);
+    free(eos);
+    json_decref(cfg);
+    return rc;
+}
+
+/* The text with the streamed values replaced by {} and [], for jansson. */
+static char *cut_streamed(const char *json, size_t len, const ci_json_scan_result *r, size_t *out_len) {
+    const ci_json_span *first = &r->vocab, *second = &r->merges;
+    if (!first->end || (second->end && second->start < first->start)) {
+        first = &r->merges;
+        second = &r->vocab;
+    }
+    ci_buf out = {0};
+    size_t at = 0;
+    const ci_json_span *spans[2] = {first, second};
+    for (int i = 0; i < 2; i++) {
+        if (!spans[i]->end) continue;
+        ci_buf_append(&out, json + at, spans[i]->start - at);
+        ci_buf_puts(&out, spans[i] == &r->vocab ? "{}" : "[]");
+        at = spans[i]->end;
+    }
+    ci_buf_append(&out, json + at, len - at);
+    return ci_buf_take(&out, out_len);
+}
+
+/* Vocabulary and merges through the streaming pass, the rest through
+ * jansson. On a syntax error the pass's partial work is dropped and jansson
+ * reads the whole text: it reports the error with line and column. */
+static json_t *parse_tokenizer_json(ci_tok_builder **b, const char *json, size_t len, const char *name,
+                                    ci_json_scan_result *streamed, cinfer_error *err) {
+    if (len > CI_TOK_MAX_FILE_BYTES) {
+        ci_error(err, CINFER_ERR_LIMIT, "%s: %zu bytes (limit %zu)", name, len, CI_TOK_MAX_FILE_BYTES);
+        return NULL;
+    }
+    int rc = ci_json_scan_model(*b, json, len, streamed, err);
+    if (rc == CI_JSON_SCAN_SYNTAX) {
+        ci_tok_builder_free(*b);
+        *b = ci_tok_builder_new();
+        memset(streamed, 0, sizeof *streamed);
+        return parse_json(json, len, CI_TOK_MAX_FILE_BYTES, name, err);
+    }
     if (rc) {
-        ci_error_prefix(err, "%s", json_path);
+        ci_error_prefix(err, "%s", name);
+        return NULL;
+    }
+    size_t cut_len;
+    char *cut = cut_streamed(json, len, streamed, &cut_len);
+    json_t *root = parse_json(cut, cut_len, CI_TOK_MAX_FILE_BYTES, name, err);
+    free(cut);
+    if (!root && err && err->code == CINFER_ERR_FORMAT) /* positions as in the original text */
+        json_decref(parse_json(json, len, CI_TOK_MAX_FILE_BYTES, name, err));
+    return root;
+}
+
+cinfer_tokenizer *ci_tok_load_hf_memory(const char *json, size_t len, const char *json_name, const char *cfg_json,
+                                        size_t cfg_len, const char *cfg_name, cinfer_error *err) {
+    ci_tok_builder *b = ci_tok_builder_new();
+    ci_json_scan_result streamed;
+    json_t *root = parse_tokenizer_json(&b, json, len, json_name, &streamed, err);
+    int rc = root ? load_sections(b, root, &streamed, err) : CINFER_ERR_FORMAT;
+    json_decref(root);
+    if (rc && root) ci_error_prefix(err, "%s", json_name);
+    else if (!rc && cfg_json) rc = load_config(b, cfg_json, cfg_len, cfg_name, err);
+    if (rc) {
         ci_tok_builder_free(b);
         return NULL;
     }
+    cinfer_tokenizer *t = ci_tok_builder_finish(b, err);
+    if (!t) ci_error_prefix(err, "%s", json_name);
+    return t;
+}
 
+cinfer_tokenizer *ci_tok_load_hf_json(const char *json_path, cinfer_error *err) {
+    size_t cfg_len = 0;
+    /* Mapped, not read: the text is scanned once, so a copy would only cost time. */
+    ci_mapped_file mf;
+    cinfer_error map_err = {0};
+    if (ci_map_file(json_path, &mf, &map_err) && map_err.code != CINFER_ERR_FORMAT) { /* FORMAT: empty */
+        if (err) *err = map_err;
+        return NULL;
+    }
+    const char *json = mf.data ? (const char *)mf.data : "";
+    size_t len = mf.size;
     /* tokenizer_config.json beside it is optional, but must be sound when present. */
     char *dir = ci_strdup(json_path);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     char *cfg_path = ci_path_join(slash ? dir : ".", "tokenizer_config.json");
     free(dir);
-    if (ci_file_exists(cfg_path)) {
-        json_t *cfg = parse_json_file(cfg_path, CI_TOK_MAX_CONFIG_BYTES, err);
-        char *bos = NULL, *eos = NULL;
-        if (!cfg || config_token(cfg, "bos_token", &bos, err) || config_token(cfg, "eos_token", &eos, err)) {
-            if (cfg) ci_error_prefix(err, "%s", cfg_path);
-            json_decref(cfg);
-            free(bos);
-            free(eos);
-            free(cfg_path);
-            ci_tok_builder_free(b);
-            return NULL;
-        }
-        ci_tok_builder_set_special_strings(b, bos, eos);
-        free(bos);
-        free(eos);
-        json_decref(cfg);
-    }
+    char *cfg = NULL;
+    cinfer_tokenizer *t = NULL;
+    if (!ci_file_exists(cfg_path) || (cfg = ci_read_file(cfg_path, CI_TOK_MAX_CONFIG_BYTES, &cfg_len, err)))
+        t = ci_tok_load_hf_memory(json, len, json_path, cfg, cfg_len, cfg_path, err);
+    ci_unmap_file(&mf);
+    free(cfg);
     free(cfg_path);
-    cinfer_tokenizer *t = ci_tok_builder_finish(b, err);
-    if (!t) ci_error_prefix(err, "%s", json_path);
     return t;
+}
+
+cinfer_tokenizer *cinfer_tokenizer_load_json_with_config(const char *json, size_t len, const char *config_json,
+                                                         size_t config_len, cinfer_error *err) {
+    if ((!json && len) || (!config_json && config_len)) {
+        ci_error(err, CINFER_ERR_INVALID, "cinfer_tokenizer_load_json: NULL text with a nonzero length");
+        return NULL;
+    }
+    return ci_tok_load_hf_memory(json, len, "tokenizer.json", config_json, config_len, "tokenizer_config.json", err);
+}
+
+cinfer_tokenizer *cinfer_tokenizer_load_json(const char *json, size_t len, cinfer_error *err) {
+    return cinfer_tokenizer_load_json_with_config(json, len, NULL, 0, err);
 }

@@ -146,6 +146,7 @@ bool ci_utf8_is_valid(const uint8_t *s, size_t n) {
 void ci_utf8_append_lossy(ci_buf *out, const uint8_t *s, size_t n) {
     static const char replacement[] = "\xEF\xBF\xBD";
     size_t i = 0, run = 0;
+    if (n == 0) return; /* s may be NULL then (an empty decode) */
     ci_buf_reserve(out, n);
     while (i < n) {
         if (s[i] < 0x80) {

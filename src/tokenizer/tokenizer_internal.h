@@ -192,6 +192,7 @@ struct cinfer_tokenizer {
 
     char *bos_token, *eos_token; /* tokenizer_config.json */
     int32_t post_bos_id;         /* id a TemplateProcessing post-processor would prepend, -1 if none */
+    int32_t think_start_id, think_end_id; /* "<think>" / "</think>", -1 if absent */
 };
 
 /* ---------------------------------------------------------------- builder */
@@ -232,6 +233,10 @@ const char *ci_tok_pretokenizer_regex_for_gguf_pre(const char *pre_name);
 
 /* Loads tokenizer.json (+ tokenizer_config.json beside it). */
 cinfer_tokenizer *ci_tok_load_hf_json(const char *json_path, cinfer_error *err);
+/* The same from memory; cfg_json NULL: no tokenizer_config.json. The names
+ * prefix error messages. */
+cinfer_tokenizer *ci_tok_load_hf_memory(const char *json, size_t len, const char *json_name, const char *cfg_json,
+                                        size_t cfg_len, const char *cfg_name, cinfer_error *err);
 
 /* ------------------------------------------------------------ internals */
 
@@ -251,7 +256,8 @@ size_t ci_utf8_decode_valid(const uint8_t *s, size_t n, uint32_t *cp);
 size_t ci_utf8_invalid_prefix_len(const uint8_t *s, size_t n, bool at_end);
 /* Returns true when s is valid UTF-8. */
 bool ci_utf8_is_valid(const uint8_t *s, size_t n);
-/* Appends s with invalid sequences replaced by U+FFFD (Python errors="replace"). */
+/* Appends s with invalid sequences replaced by U+FFFD (Python errors="replace");
+ * s may be NULL when n == 0 (out is left untouched). */
 void ci_utf8_append_lossy(ci_buf *out, const uint8_t *s, size_t n);
 /* NFC; `maybe` quick check says whether the text might change. */
 bool ci_nfc_might_change(const uint8_t *s, size_t n);

@@ -330,6 +330,8 @@ static void test_added_tokens(void) {
     CHECK(cinfer_tokenizer_token_id(tok, "hello") == 259);
     CHECK(cinfer_tokenizer_token_id(tok, "nope") == -1);
     CHECK(cinfer_tokenizer_vocab_size(tok) == 309);
+    int32_t ts = -2, te = -2; /* no reasoning markers here */
+    CHECK(cinfer_tokenizer_thinking_ids(tok, &ts, &te) == -1 && ts == -1 && te == -1);
     /* skip_special drops <mask> only. */
     int32_t ids[] = {300, 259, 301};
     size_t n;
@@ -409,7 +411,18 @@ static void test_utf8(void) {
 
 /* ------------------------------------------------------- hostile files */
 
+/* The in-memory loader refuses `text` with the same message as the file loader. */
+static void expect_memory_error(const char *sub, const char *text, size_t len, const char *needle) {
+    cinfer_error err = {0};
+    cinfer_tokenizer *tok = cinfer_tokenizer_load_json(text, len, &err);
+    CHECK_MSG(!tok && err.code != 0 && error_mentions(&err, needle), "%s (in memory)", sub);
+    cinfer_tokenizer_free(tok);
+}
+
 static void expect_load_error(const char *sub, json_t *tj, const char *needle) {
+    char *text = json_dumps(tj, JSON_COMPACT);
+    expect_memory_error(sub, text, strlen(text), needle);
+    free(text);
     cinfer_error err = {0};
     cinfer_tokenizer *tok = load_json(sub, tj, &err);
     CHECK_MSG(!tok, "%s: loaded although it should not", sub);
@@ -418,6 +431,7 @@ static void expect_load_error(const char *sub, json_t *tj, const char *needle) {
 }
 
 static void expect_text_error(const char *sub, const char *text, size_t len, const char *needle) {
+    expect_memory_error(sub, text, len, needle);
     write_text(path_in_work(sub, "tokenizer.json"), text, len);
     cinfer_error err = {0};
     cinfer_tokenizer *tok = cinfer_tokenizer_load(path_in_work(sub, NULL), &err);
@@ -545,7 +559,235 @@ static void test_hostile_files(const char *qwen_dir) {
     cinfer_tokenizer_free(tok);
     cfg = "{\"eos_token\": 7}";
     write_text(path_in_work("config_bad", "tokenizer_config.json"), cfg, strlen(cfg));
-    expect_load_error("config_bad", tiny_tokenizer(), "eos_token");
+    err = (cinfer_error){0};
+    tok = load_json("config_bad", tiny_tokenizer(), &err); /* the config file is the problem */
+    CHECK(!tok && error_mentions(&err, "tokenizer_config.json") && error_mentions(&err, "eos_token"));
+}
+
+/* ------------------------------------------------------------ in memory */
+
+static void test_load_from_memory(void) {
+    /* Same text, loaded from memory and from a file: same encoder. */
+    json_t *tj = tiny_tokenizer();
+    add_token(tj, 300, "<mask>", true, true, false, false, false);
+    add_token(tj, 301, "<think>", false, false, false, false, false);
+    char *text = json_dumps(tj, JSON_COMPACT);
+    cinfer_error err = {0};
+    cinfer_tokenizer *mem = cinfer_tokenizer_load_json(text, strlen(text), &err);
+    CHECK_MSG(mem, "load_json: %s", err.message);
+    cinfer_tokenizer *file = load_json("memory", tj, &err);
+    CHECK(file != NULL);
+    if (mem && file) {
+        EXPECT_IDS(mem, "hello abc <mask>", 0, 259, ' ', 'a', 261, 300);
+        CHECK(cinfer_tokenizer_vocab_size(mem) == cinfer_tokenizer_vocab_size(file));
+        CHECK(!cinfer_tokenizer_bos_token(mem) && !cinfer_tokenizer_eos_token(mem));
+        /* "<think>" without "</think>": the one that exists is given, the call says -1. */
+        int32_t ts = -2, te = -2;
+        CHECK(cinfer_tokenizer_thinking_ids(mem, &ts, &te) == -1 && ts == 301 && te == -1);
+    }
+    cinfer_tokenizer_free(mem);
+    cinfer_tokenizer_free(file);
+
+    /* The text needs no terminating NUL: a prefix of a longer buffer. */
+    size_t len = strlen(text);
+    char *padded = malloc(len + 5);
+    memcpy(padded, text, len);
+    memcpy(padded + len, "junk", 5);
+    mem = cinfer_tokenizer_load_json(padded, len, &err);
+    CHECK(mem != NULL);
+    cinfer_tokenizer_free(mem);
+    free(padded);
+
+    /* tokenizer_config.json from memory: bos/eos strings; a bad one is refused. */
+    const char *cfg = "{\"bos_token\": {\"content\": \"<s>\"}, \"eos_token\": \"</s>\"}";
+    mem = cinfer_tokenizer_load_json_with_config(text, len, cfg, strlen(cfg), &err);
+    CHECK(mem && cinfer_tokenizer_bos_token(mem) && strcmp(cinfer_tokenizer_bos_token(mem), "<s>") == 0);
+    CHECK(mem && cinfer_tokenizer_eos_token(mem) && strcmp(cinfer_tokenizer_eos_token(mem), "</s>") == 0);
+    cinfer_tokenizer_free(mem);
+    err = (cinfer_error){0};
+    mem = cinfer_tokenizer_load_json_with_config(text, len, "{\"eos_token\": 7}", 16, &err);
+    CHECK(!mem && error_mentions(&err, "tokenizer_config.json") && error_mentions(&err, "eos_token"));
+    err = (cinfer_error){0};
+    mem = cinfer_tokenizer_load_json_with_config(text, len, "{\"eos", 5, &err);
+    CHECK(!mem && error_mentions(&err, "invalid JSON"));
+    free(text);
+
+    /* NULL with a length is a caller error; NULL with 0 is empty JSON. */
+    err = (cinfer_error){0};
+    CHECK(!cinfer_tokenizer_load_json(NULL, 3, &err) && err.code == CINFER_ERR_INVALID);
+    err = (cinfer_error){0};
+    CHECK(!cinfer_tokenizer_load_json(NULL, 0, &err) && error_mentions(&err, "invalid JSON"));
+    err = (cinfer_error){0};
+    CHECK(!cinfer_tokenizer_load_json("{}", 2, &err) && error_mentions(&err, "model"));
+}
+
+/* ------------------------------------------------- streaming vocab/merges */
+
+/* The compact tiny tokenizer.json with `insert` placed right after the first
+ * `anchor` (and `drop` bytes after it removed). */
+static char *tiny_text_edit(const char *anchor, const char *insert, size_t drop) {
+    json_t *tj = tiny_tokenizer();
+    char *text = json_dumps(tj, JSON_COMPACT);
+    json_decref(tj);
+    const char *at = strstr(text, anchor);
+    if (!at) {
+        fprintf(stderr, "anchor %s not found\n", anchor);
+        exit(1);
+    }
+    size_t head = (size_t)(at - text) + strlen(anchor);
+    ci_buf b = {0};
+    ci_buf_append(&b, text, head);
+    ci_buf_puts(&b, insert);
+    ci_buf_puts(&b, text + head + drop);
+    free(text);
+    return ci_buf_take(&b, NULL);
+}
+
+static void expect_edit_error(const char *sub, const char *anchor, const char *insert, size_t drop, const char *needle) {
+    char *text = tiny_text_edit(anchor, insert, drop);
+    expect_text_error(sub, text, strlen(text), needle);
+    free(text);
+}
+
+/* Encodings of one fixed text, to compare two loads of the same tokenizer. */
+static bool same_encoder(const cinfer_tokenizer *a, const cinfer_tokenizer *b) {
+    static const char text[] = "hello abc aaa xyz  \xC3\xA9t\xC3\xA9 hello\n\n<x>";
+    int32_t *ia = NULL, *ib = NULL;
+    long na = cinfer_tokenize(a, text, sizeof text - 1, 0, &ia, NULL);
+    long nb = cinfer_tokenize(b, text, sizeof text - 1, 0, &ib, NULL);
+    bool ok = na > 0 && na == nb && memcmp(ia, ib, (size_t)na * sizeof *ia) == 0 &&
+              cinfer_tokenizer_vocab_size(a) == cinfer_tokenizer_vocab_size(b);
+    cinfer_free(ia);
+    cinfer_free(ib);
+    return ok;
+}
+
+static void test_streaming_json(void) {
+    /* The same tokenizer written in other valid ways loads the same: every
+     * non-ASCII char as \u escapes (surrogate pairs beyond the BMP), indented,
+     * merges before vocab, an emoji and escapes inside vocabulary tokens. */
+    json_t *tj = tiny_tokenizer();
+    json_t *vocab = json_object_get(json_object_get(tj, "model"), "vocab");
+    json_object_set_new(vocab, "\xF0\x9F\x98\x80", json_integer(264));
+    json_object_set_new(vocab, "q\\/\"\t", json_integer(265));
+    char *compact = json_dumps(tj, JSON_COMPACT);
+    char *escaped = json_dumps(tj, JSON_ENSURE_ASCII | JSON_INDENT(3));
+    json_decref(tj);
+    cinfer_error err = {0};
+    cinfer_tokenizer *a = cinfer_tokenizer_load_json(compact, strlen(compact), &err);
+    CHECK_MSG(a, "compact: %s", err.message);
+    cinfer_tokenizer *b = cinfer_tokenizer_load_json(escaped, strlen(escaped), &err);
+    CHECK_MSG(b, "escaped: %s", err.message);
+    CHECK(strcasestr(escaped, "\\ud83d\\ude00") != NULL);
+    if (a && b) {
+        CHECK(same_encoder(a, b));
+        CHECK(cinfer_tokenizer_token_id(b, "\xF0\x9F\x98\x80") == 264);
+        CHECK(cinfer_tokenizer_token_id(b, "q\\/\"\t") == 265);
+    }
+    cinfer_tokenizer_free(b);
+    /* merges ahead of vocab (the order of members is free) */
+    char *moved = tiny_text_edit("{\"type\":\"BPE\",", "", 0);
+    char *mv = strstr(moved, "\"vocab\":"), *mm = strstr(moved, ",\"merges\":");
+    CHECK(mv && mm);
+    if (a && mv && mm && mv < mm) {
+        char *end_merges = strchr(strstr(mm, "]]"), ']') + 2; /* the merges array ends with "]]" */
+        ci_buf r = {0};
+        ci_buf_append(&r, moved, (size_t)(mv - moved));
+        ci_buf_append(&r, mm + 1, (size_t)(end_merges - (mm + 1)));
+        ci_buf_putc(&r, ',');
+        ci_buf_append(&r, mv, (size_t)(mm - mv));
+        ci_buf_puts(&r, end_merges);
+        b = cinfer_tokenizer_load_json(r.data, r.len, &err);
+        CHECK_MSG(b, "merges first: %s", err.message);
+        json_t *ta = json_loads(r.data, 0, NULL); /* still valid JSON, by jansson */
+        CHECK(ta != NULL);
+        json_decref(ta);
+        if (b) {
+            /* a has extra vocab entries (264, 265), so compare encodings only */
+            int32_t *ia = NULL, *ib = NULL;
+            long na = cinfer_tokenize(a, "hello abc", 9, 0, &ia, NULL), nb = cinfer_tokenize(b, "hello abc", 9, 0, &ib, NULL);
+            CHECK(na == 4 && na == nb && memcmp(ia, ib, 16) == 0);
+            cinfer_free(ia);
+            cinfer_free(ib);
+        }
+        cinfer_tokenizer_free(b);
+        ci_buf_free(&r);
+    }
+    free(moved);
+    cinfer_tokenizer_free(a);
+    free(compact);
+    free(escaped);
+
+    /* Grammar errors inside the streamed values are JSON errors (reported by
+     * jansson, with line and column), as are repeated keys. */
+    const char *V = "\"vocab\":{";
+    expect_edit_error("s_nul_key", V, "\"a\\u0000b\":300,", 0, "invalid JSON"); /* jansson: no NUL in keys */
+    expect_edit_error("s_nul_key_elsewhere", "{", "\"x\":{\"\\u0000\":1},", 0, "invalid JSON");
+    expect_edit_error("s_ctrl", V, "\"a\x01\":300,", 0, "invalid JSON");
+    expect_edit_error("s_utf8", V, "\"a\xFF\":300,", 0, "invalid JSON");
+    expect_edit_error("s_overlong", V, "\"\xC0\xAF\":300,", 0, "invalid JSON");
+    expect_edit_error("s_lone_hi", V, "\"\\ud800\":300,", 0, "invalid JSON");
+    expect_edit_error("s_lone_lo", V, "\"\\udc00\":300,", 0, "invalid JSON");
+    expect_edit_error("s_hi_then_a", V, "\"\\ud800\\u0041\":300,", 0, "invalid JSON");
+    expect_edit_error("s_bad_escape", V, "\"\\x41\":300,", 0, "invalid JSON");
+    expect_edit_error("s_short_u", V, "\"\\u12\":300,", 0, "invalid JSON");
+    expect_edit_error("s_big_int", V, "\"zz\":99999999999999999999,", 0, "invalid JSON");
+    expect_edit_error("s_leading_zero", V, "\"zz\":0300,", 0, "invalid JSON");
+    expect_edit_error("s_no_comma", V, "\"zz\":300 ", 0, "invalid JSON");
+    expect_edit_error("s_no_colon", V, "\"zz\" 300,", 0, "invalid JSON");
+    expect_edit_error("s_trailing_comma", V, "\"zz\":300,}", 0, "invalid JSON");
+    expect_edit_error("s_bad_number", V, "\"zz\":1.e5,", 0, "invalid JSON");
+    expect_edit_error("s_dup_vocab_key", "\"model\":{", "\"vocab\":{},", 0, "invalid JSON");
+    expect_edit_error("s_merge_unterminated", "\"merges\":[", "[\"h\",\"e\"", 0, "invalid JSON");
+    expect_edit_error("s_trailing_text", "\"version\":\"1.0\"", "} {", 0, "invalid JSON");
+    /* Deep nesting elsewhere is bounded (jansson's limit, 2048). */
+    ci_buf deep = {0};
+    ci_buf_puts(&deep, "\"deep\":");
+    for (int i = 0; i < 5000; i++) ci_buf_putc(&deep, '[');
+    for (int i = 0; i < 5000; i++) ci_buf_putc(&deep, ']');
+    ci_buf_putc(&deep, ',');
+    expect_edit_error("s_deep", "{", deep.data, 0, "invalid JSON");
+    deep.len = 0;
+    /* ... but 100 levels are fine. */
+    ci_buf_puts(&deep, "\"deep\":");
+    for (int i = 0; i < 100; i++) ci_buf_puts(&deep, i % 2 ? "[" : "{\"k\":");
+    ci_buf_puts(&deep, "[1,-0,2.5e-3,1E+2,true,false,null,\"x\\n\",{},[]]");
+    for (int i = 99; i >= 0; i--) ci_buf_puts(&deep, i % 2 ? "]" : "}");
+    ci_buf_putc(&deep, ',');
+    char *ok_deep = tiny_text_edit("{", deep.data, 0);
+    ci_buf_free(&deep);
+    a = cinfer_tokenizer_load_json(ok_deep, strlen(ok_deep), &err);
+    CHECK_MSG(a, "nested: %s", err.message);
+    cinfer_tokenizer_free(a);
+    free(ok_deep);
+
+    /* Types the streaming pass reports itself, with the jansson path's messages. */
+    expect_edit_error("s_real_id", V, "\"zz\":300.0,", 0, "must be an integer id");
+    expect_edit_error("s_string_id", V, "\"zz\":\"300\",", 0, "must be an integer id");
+    expect_edit_error("s_object_id", V, "\"zz\":{\"a\":[1]},", 0, "must be an integer id");
+    expect_edit_error("s_neg_id", V, "\"zz\":-1,", 0, "outside");
+    expect_edit_error("s_merge_one", "\"merges\":[", "[\"h\"],", 0, "model.merges[0]");
+    expect_edit_error("s_merge_three", "\"merges\":[", "[\"h\",\"e\",\"l\"],", 0, "model.merges[0]");
+    expect_edit_error("s_merge_numbers", "\"merges\":[", "[1,2],", 0, "model.merges[0]");
+    expect_edit_error("s_merge_object", "\"merges\":[", "{\"h\":\"e\"},", 0, "model.merges[0]");
+    expect_edit_error("s_merge_nospace", "\"merges\":[", "\"he\",", 0, "one space");
+    /* A repeated vocabulary key is refused (the two entries collide). */
+    char *dup = tiny_text_edit(V, "\"hello\":300,", 0);
+    err = (cinfer_error){0};
+    a = cinfer_tokenizer_load_json(dup, strlen(dup), &err);
+    CHECK(!a && err.code == CINFER_ERR_FORMAT && error_mentions(&err, "hello"));
+    free(dup);
+    /* Every prefix of a valid file is refused without a crash (checked reads). */
+    char *full = tiny_text_edit("{", "", 0);
+    size_t full_len = strlen(full);
+    for (size_t cut = 0; cut < full_len; cut += 97) {
+        char *copy = malloc(cut ? cut : 1); /* exact size: a read past the end is an ASan error */
+        memcpy(copy, full, cut);
+        a = cinfer_tokenizer_load_json(copy, cut, &err);
+        CHECK_MSG(!a, "prefix of %zu bytes loaded", cut);
+        free(copy);
+    }
+    free(full);
 }
 
 /* --------------------------------------------------------------- builder */
@@ -576,23 +818,199 @@ static void test_builder_direct(void) {
     }
 }
 
+/* A vocabulary without byte tokens (what a GGUF may carry): bytes that have
+ * no token, with no unk_token, are dropped, as HF's BPE drops unknown
+ * characters. Found by fuzzing under UBSan: the dropped word left the id
+ * list NULL and the word cache copied from it. */
+static void test_vocab_without_bytes(void) {
+    cinfer_error err = {0};
+    ci_tok_builder *b = ci_tok_builder_new();
+    CHECK(ci_tok_builder_add_vocab(b, "a", 1, 0, &err) == 0);
+    const char *rx = ci_tok_pretokenizer_regex_for_gguf_pre("qwen2");
+    CHECK(ci_tok_builder_add_split_regex(b, rx, strlen(rx), CI_SPLIT_ISOLATED, false, &err) == 0);
+    CHECK(ci_tok_builder_set_byte_level(b, false, false, &err) == 0);
+    cinfer_tokenizer *tok = ci_tok_builder_finish(b, &err);
+    CHECK_MSG(tok, "builder: %s", err.message);
+    if (!tok) return;
+    for (int pass = 0; pass < 2; pass++) { /* the second pass reads the word cache */
+        int32_t *ids = NULL;
+        err = (cinfer_error){0};
+        CHECK(cinfer_tokenize(tok, "zzzz", 4, 0, &ids, &err) == 0 && err.code == 0 && ids == NULL);
+        /* "zzzz zz": two words, both dropped; "azzza": one word, the z's dropped. */
+        CHECK(cinfer_tokenize(tok, "zzzz zz", 7, 0, &ids, &err) == 0 && ids == NULL);
+        EXPECT_IDS(tok, "azzza", 0, 0, 0);
+    }
+    /* Decoding nothing gives the empty string (detokenize {"tokens": []}). */
+    size_t n = 7;
+    char *s = cinfer_detokenize(tok, NULL, 0, false, &n, &err);
+    CHECK(s && n == 0 && s[0] == '\0');
+    cinfer_free(s);
+    cinfer_tokenizer_free(tok);
+
+    /* The lossy UTF-8 copy of nothing leaves the buffer as it was. */
+    ci_buf buf = {0};
+    ci_utf8_append_lossy(&buf, NULL, 0);
+    CHECK(buf.len == 0);
+    ci_buf_puts(&buf, "x");
+    ci_utf8_append_lossy(&buf, NULL, 0);
+    CHECK(buf.len == 1 && strcmp(buf.data, "x") == 0);
+    ci_buf_free(&buf);
+}
+
+/* Letters the tiny tokenizer has no merges for: each is its own id (= byte). */
+static const char PLAIN_LETTERS[] = "dfgijkmnpqrstuvwxyz";
+
+/* " w1 w2 ..." with n distinct 4-letter words of PLAIN_LETTERS, every 7th
+ * word "hello" (one merged token, so cached merges are exercised too). */
+static char *distinct_words(size_t n, size_t *len) {
+    ci_buf b = {0};
+    size_t nl = sizeof PLAIN_LETTERS - 1;
+    for (size_t i = 0; i < n; i++) {
+        if (i % 7 == 3) {
+            ci_buf_puts(&b, " hello");
+            continue;
+        }
+        char w[6] = {' ', PLAIN_LETTERS[i % nl], PLAIN_LETTERS[i / nl % nl], PLAIN_LETTERS[i / nl / nl % nl],
+                     PLAIN_LETTERS[i / nl / nl / nl % nl], 0};
+        ci_buf_puts(&b, w);
+    }
+    *len = b.len;
+    return ci_buf_take(&b, NULL);
+}
+
+/* What the tiny tokenizer must give for distinct_words: one id per byte
+ * (ids 0..255 are the bytes), except " hello" -> ' ', hello (259). */
+static int32_t *expected_distinct(const char *text, size_t len, size_t *n_out) {
+    int32_t *ids = malloc(len * sizeof *ids);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        ids[n++] = (uint8_t)text[i];
+        if (text[i] == ' ' && strncmp(text + i + 1, "hello", 5) == 0) {
+            ids[n++] = 259;
+            i += 5;
+        }
+    }
+    *n_out = n;
+    return ids;
+}
+
+/* More distinct words than the per-thread word cache holds: it grows, then
+ * clears at its cap; every id stays right on the first and later passes. */
+static void test_word_cache_bounds(void) {
+    cinfer_error err = {0};
+    cinfer_tokenizer *tok = load_json("cache", tiny_tokenizer(), &err);
+    CHECK_MSG(tok, "load: %s", err.message);
+    if (!tok) return;
+    size_t len, n_want;
+    char *text = distinct_words(40000, &len);
+    int32_t *want = expected_distinct(text, len, &n_want);
+    for (int pass = 0; pass < 3; pass++) {
+        /* a prefix first, so later passes see a cache in a different state */
+        size_t part = pass == 1 ? len / 3 : len;
+        size_t n_part;
+        int32_t *want_part = expected_distinct(text, part, &n_part);
+        CHECK_MSG(ids_equal(tok, text, part, 0, want_part, (long)n_part), "pass %d", pass);
+        free(want_part);
+    }
+    CHECK(n_want > 0);
+    free(want);
+    free(text);
+    cinfer_tokenizer_free(tok);
+}
+
+/* --------------------------------------------------------- concurrency */
+
+#define N_THREADS 8
+#define N_TEXTS 6
+
+typedef struct conc_arg {
+    const cinfer_tokenizer *tok;
+    const char *const *texts;
+    const size_t *lens;
+    int first;            /* texts are encoded in rotated order */
+    int32_t *ids[N_TEXTS]; /* last result per text */
+    long n[N_TEXTS];
+} conc_arg;
+
+static void *encode_texts(void *p) {
+    conc_arg *a = p;
+    for (int round = 0; round < 4; round++)
+        for (int k = 0; k < N_TEXTS; k++) {
+            int i = (a->first + k) % N_TEXTS;
+            cinfer_free(a->ids[i]);
+            a->ids[i] = NULL;
+            a->n[i] = cinfer_tokenize(a->tok, a->texts[i], a->lens[i], 0, &a->ids[i], NULL);
+        }
+    return NULL;
+}
+
+/* One tokenizer, 8 threads encoding the same texts in different orders at
+ * once: each result equals the single-thread one (run under TSan this also
+ * shows that encode shares nothing mutable). */
+static void check_concurrent(const cinfer_tokenizer *tok, const char *const *texts, const size_t *lens) {
+    int32_t *single[N_TEXTS];
+    long n_single[N_TEXTS];
+    for (int i = 0; i < N_TEXTS; i++) {
+        single[i] = NULL;
+        n_single[i] = cinfer_tokenize(tok, texts[i], lens[i], 0, &single[i], NULL);
+        CHECK(n_single[i] >= 0);
+    }
+    conc_arg args[N_THREADS];
+    pthread_t th[N_THREADS];
+    for (int t = 0; t < N_THREADS; t++) {
+        args[t] = (conc_arg){.tok = tok, .texts = texts, .lens = lens, .first = t % N_TEXTS};
+        CHECK(pthread_create(&th[t], NULL, encode_texts, &args[t]) == 0);
+    }
+    for (int t = 0; t < N_THREADS; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < N_THREADS; t++)
+        for (int i = 0; i < N_TEXTS; i++) {
+            CHECK_MSG(args[t].n[i] == n_single[i] &&
+                          (n_single[i] == 0 || memcmp(args[t].ids[i], single[i], (size_t)n_single[i] * 4) == 0),
+                      "thread %d text %d", t, i);
+            cinfer_free(args[t].ids[i]);
+        }
+    for (int i = 0; i < N_TEXTS; i++) cinfer_free(single[i]);
+}
+
+static void test_concurrent_tiny(void) {
+    cinfer_error err = {0};
+    cinfer_tokenizer *tok = load_json("concurrent", tiny_tokenizer(), &err);
+    CHECK_MSG(tok, "load: %s", err.message);
+    if (!tok) return;
+    size_t big_len;
+    char *big = distinct_words(20000, &big_len);
+    const char *texts[N_TEXTS] = {"hello abc aaa", big, "xyz hello  hello\n", "a\xFF" "b <x> \xE6\x97\xA5", "",
+                                  "hellohello hello hell he"};
+    size_t lens[N_TEXTS];
+    for (int i = 0; i < N_TEXTS; i++) lens[i] = i == 1 ? big_len : strlen(texts[i]);
+    check_concurrent(tok, texts, lens);
+    /* The big text against its independent expectation, too. */
+    size_t n_want;
+    int32_t *want = expected_distinct(big, big_len, &n_want);
+    CHECK(ids_equal(tok, big, big_len, 0, want, (long)n_want));
+    free(want);
+    free(big);
+    cinfer_tokenizer_free(tok);
+}
+
 /* ---------------------------------------------------------------- Qwen3 */
 
-typedef struct thread_arg {
-    const cinfer_tokenizer *tok;
-    const char *text;
-    int32_t *ids;
-    long n;
-} thread_arg;
-
-static void *encode_thread(void *p) {
-    thread_arg *a = p;
-    for (int i = 0; i < 20; i++) {
-        cinfer_free(a->ids);
-        a->ids = NULL;
-        a->n = cinfer_tokenize(a->tok, a->text, strlen(a->text), 0, &a->ids, NULL);
+/* Id of an added token as DIR/tokenizer.json lists it (read with jansson,
+ * independently of the tokenizer's loader); -1 when absent. */
+static int32_t added_id_in_file(const char *dir, const char *content) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    json_t *root = json_load_file(path, 0, NULL);
+    json_t *list = json_object_get(root, "added_tokens"), *item;
+    size_t i;
+    int32_t id = -1;
+    json_array_foreach(list, i, item) {
+        if (json_is_string(json_object_get(item, "content")) &&
+            strcmp(json_string_value(json_object_get(item, "content")), content) == 0)
+            id = (int32_t)json_integer_value(json_object_get(item, "id"));
     }
-    return NULL;
+    json_decref(root);
+    return id;
 }
 
 static void test_qwen3(const char *dir) {
@@ -600,19 +1018,23 @@ static void test_qwen3(const char *dir) {
     cinfer_tokenizer *tok = cinfer_tokenizer_load(dir, &err);
     CHECK_MSG(tok, "load %s: %s", dir, err.message);
     if (!tok) return;
+    /* The reasoning markers are the file's added tokens of that text. */
+    int32_t think = added_id_in_file(dir, "<think>"), think_end = added_id_in_file(dir, "</think>");
+    int32_t ts = -2, te = -2;
+    CHECK(think >= 0 && think_end >= 0 && think != think_end);
+    CHECK(cinfer_tokenizer_thinking_ids(tok, &ts, &te) == 0 && ts == think && te == think_end);
     /* Facts (shared/reference/facts.md §4): 151,643 BPE ids + 26 added = 151,669. */
     CHECK(cinfer_tokenizer_vocab_size(tok) == 151669);
     CHECK(cinfer_tokenizer_token_id(tok, "<|im_end|>") == 151645);
-    CHECK(cinfer_tokenizer_token_id(tok, "</think>") == 151668);
     CHECK(cinfer_tokenizer_is_special(tok, 151643) && cinfer_tokenizer_is_special(tok, 151656));
-    CHECK(!cinfer_tokenizer_is_special(tok, 151657) && !cinfer_tokenizer_is_special(tok, 151667));
+    CHECK(!cinfer_tokenizer_is_special(tok, 151657) && !cinfer_tokenizer_is_special(tok, think));
     CHECK(cinfer_tokenizer_bos_token(tok) == NULL); /* bos_token: null */
     CHECK(cinfer_tokenizer_eos_token(tok) && strcmp(cinfer_tokenizer_eos_token(tok), "<|im_end|>") == 0);
     size_t n;
     const char *bytes = cinfer_tokenizer_token_bytes(tok, 151645, &n);
     CHECK(bytes && n == 10 && memcmp(bytes, "<|im_end|>", 10) == 0);
     /* skip_special keeps <think> (not special) and drops <|im_start|>/<|im_end|>. */
-    int32_t ids[] = {151644, 151667, 151645};
+    int32_t ids[] = {151644, think, 151645};
     char *s = cinfer_detokenize(tok, ids, 3, true, &n, &err);
     CHECK(s && n == 7 && memcmp(s, "<think>", 7) == 0);
     cinfer_free(s);
@@ -622,19 +1044,17 @@ static void test_qwen3(const char *dir) {
     CHECK(s && n == 5 && memcmp(s, "Hello", 5) == 0);
     cinfer_free(s);
 
-    /* Two threads encoding at once agree with one thread. */
-    const char *text = "The quick brown fox — 快速的棕色狐狸 — jumps over the lazy dog 12345.";
-    thread_arg a[2] = {{tok, text, NULL, 0}, {tok, text, NULL, 0}};
-    pthread_t th[2];
-    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, encode_thread, &a[i]);
-    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
-    int32_t *single = NULL;
-    long ns = cinfer_tokenize(tok, text, strlen(text), 0, &single, NULL);
-    CHECK(ns > 0 && a[0].n == ns && a[1].n == ns && memcmp(a[0].ids, single, (size_t)ns * 4) == 0 &&
-          memcmp(a[1].ids, single, (size_t)ns * 4) == 0);
-    cinfer_free(single);
-    cinfer_free(a[0].ids);
-    cinfer_free(a[1].ids);
+    /* Eight threads encoding at once agree with one thread. */
+    const char *texts[N_TEXTS] = {
+        "The quick brown fox — 快速的棕色狐狸 — jumps over the lazy dog 12345.",
+        "<|im_start|>user\nHello <think>why</think> there<|im_end|>\n",
+        "def f(x):\n    return x ** 2  # square\n\n\n",
+        "Ünïcödé   ñ  \t\r\n 日本語のテキスト、句読点。",
+        "   leading and trailing spaces   ",
+        "a\xFF\xFE b \xE6\x97 c"};
+    size_t lens[N_TEXTS];
+    for (int i = 0; i < N_TEXTS; i++) lens[i] = strlen(texts[i]);
+    check_concurrent(tok, texts, lens);
     cinfer_tokenizer_free(tok);
 }
 
@@ -651,6 +1071,11 @@ int main(int argc, char **argv) {
     test_utf8();
     test_hostile_files(qwen);
     test_builder_direct();
+    test_load_from_memory();
+    test_streaming_json();
+    test_vocab_without_bytes();
+    test_word_cache_bounds();
+    test_concurrent_tiny();
     if (qwen) test_qwen3(qwen);
     else printf("note: Qwen3 files not found; skipping the Qwen3 checks\n");
     TEST_MAIN_END();
