@@ -30,9 +30,8 @@ struct ci_output {
 };
 
 bool ci_prompt_opens_thinking(const cinfer_tokenizer *tok, const int32_t *prompt, int n) {
-    int32_t start = cinfer_tokenizer_token_id(tok, "<think>");
-    int32_t end = cinfer_tokenizer_token_id(tok, "</think>");
-    if (start < 0 || end < 0) return false;
+    int32_t start, end;
+    if (cinfer_tokenizer_thinking_ids(tok, &start, &end) != 0) return false;
     for (int i = n - 1; i >= 0; i--) {
         if (prompt[i] == end) return false;
         if (prompt[i] == start) return true;
@@ -44,9 +43,8 @@ ci_output *ci_output_new(const cinfer_tokenizer *tok, const ci_output_options *o
     ci_output *o = ci_calloc(1, sizeof *o);
     o->tok = tok;
     o->detok = cinfer_detok_stream_new(tok, true);
-    o->think_start = cinfer_tokenizer_token_id(tok, "<think>");
-    o->think_end = cinfer_tokenizer_token_id(tok, "</think>");
-    o->parse_thinking = opt->parse_thinking && o->think_start >= 0 && o->think_end >= 0;
+    bool has_thinking = cinfer_tokenizer_thinking_ids(tok, &o->think_start, &o->think_end) == 0;
+    o->parse_thinking = opt->parse_thinking && has_thinking;
     o->in_thinking = o->parse_thinking && opt->thinking_open;
     o->keep_newlines = opt->keep_newlines;
     for (int i = 0; i < opt->n_stop && o->n_stop < CI_MAX_STOP_STRINGS; i++) {

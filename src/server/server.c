@@ -126,8 +126,7 @@ static server *server_new(cinfer_model *m, const ci_server_options *o) {
     s->api_key = o->api_key && *o->api_key ? ci_strdup(o->api_key) : NULL;
     ci_metrics_init(&s->metrics);
     ci_special_set_init(&s->specials, m->tok);
-    s->think_start = cinfer_tokenizer_token_id(m->tok, "<think>");
-    s->think_end = cinfer_tokenizer_token_id(m->tok, "</think>");
+    cinfer_tokenizer_thinking_ids(m->tok, &s->think_start, &s->think_end);
     if (s->think_end >= 0) {
         static const char close_text[] = "\n\n</think>\n\n";
         long n = cinfer_tokenize(m->tok, close_text, sizeof close_text - 1, 0, &s->think_close, NULL);
