@@ -16,6 +16,7 @@
  * sampler, no scheduler), so this measures the model code alone.
  */
 #include "commands.h"
+#include "engine/kv_cache.h"
 #include "kernels/kernels.h"
 #include "kernels/threadpool.h"
 #include "model/loader.h"
@@ -83,7 +84,7 @@ static double run_test(bench_ctx *c, int n, int chunk, int n_seqs, unsigned seed
                          .want_logits = c->want,
                          .n_seqs = n_seqs,
                          .seq_blocks = c->tables};
-        if (qwen3_forward(&c->ck.model, &c->st, &c->kv, &b, c->logits, err) < 0) return -1.0;
+        if (qwen3_forward(&c->ck.model, &c->st, &c->kv.pool, &b, c->logits, err) < 0) return -1.0;
     }
     return ci_now_seconds() - t0;
 }
@@ -159,7 +160,7 @@ int cmd_bench(int argc, char **argv) {
     c.n_seqs = n_seqs;
     size_t n_tokens = (size_t)ctx > (size_t)n_gen * (size_t)n_seqs ? (size_t)ctx : (size_t)n_gen * (size_t)n_seqs;
     int rc = 1;
-    if (qwen3_state_init(&c.st, hp, max_batch, ctx, &err) != CINFER_OK ||
+    if (qwen3_state_init(&c.st, hp, max_batch, ctx, threads, &err) != CINFER_OK ||
         ci_kv_cache_init(&c.kv, hp->n_layers, hp->n_kv_heads, hp->head_dim, BLOCK, c.n_blocks * n_seqs, CI_KV_F16, &err) !=
             CINFER_OK) {
         fprintf(stderr, "cinfer " CMD ": %s\n", err.message);
@@ -216,7 +217,7 @@ out:
     free(c.seq);
     free(c.want);
     free(c.logits);
-    if (c.kv.k) ci_kv_cache_free(&c.kv);
+    if (c.kv.pool.k) ci_kv_cache_free(&c.kv);
     qwen3_state_free(&c.st);
     qwen3_checkpoint_close(&c.ck);
     return rc;

@@ -111,7 +111,7 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, 
     s->opt = *o;
     const qwen3_hparams *hp = &model->hp;
     if (ci_kv_cache_init(&s->kv, hp->n_layers, hp->n_kv_heads, hp->head_dim, o->block_size, o->n_kv_blocks, o->kv_dtype, err) != 0 ||
-        qwen3_state_init(&s->state, hp, o->max_batch_tokens, o->max_model_len, err) != 0) {
+        qwen3_state_init(&s->state, hp, o->max_batch_tokens, o->max_model_len, o->n_threads, err) != 0) {
         ci_kv_cache_free(&s->kv);
         free(s);
         return NULL;
@@ -757,7 +757,7 @@ static int execute(ci_scheduler *s, const sched_plan *p, int n_tokens, cinfer_er
     if (n_tokens == 0) return CINFER_OK;
     qwen3_batch b = {.n_tokens = n_tokens, .tokens = s->b_tokens, .pos = s->b_pos, .seq = s->b_seq,
                      .want_logits = s->b_want, .n_seqs = p->n, .seq_blocks = s->b_tables};
-    int rows = qwen3_forward(s->model, &s->state, &s->kv, &b, s->logits, err);
+    int rows = qwen3_forward(s->model, &s->state, &s->kv.pool, &b, s->logits, err);
     if (rows < 0) return rows;
     for (int k = 0; k < p->n; k++) {
         p->e[k].q->n_computed += p->e[k].chunk;

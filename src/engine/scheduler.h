@@ -129,6 +129,8 @@ typedef struct ci_sched_options {
     int n_kv_blocks;         /* pool size */
     ci_kv_dtype kv_dtype;
     bool disable_prefix_caching;
+    int n_threads;           /* threads of this model's forward passes (<= 0: the pool's count);
+                              * the caller reserves them (ci_threadpool_reserve) */
 } ci_sched_options;
 
 typedef struct ci_scheduler ci_scheduler;
