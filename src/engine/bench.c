@@ -61,7 +61,7 @@ static int allocate(cinfer_bench *b, cinfer_error *err) {
     if (n_tokens < (size_t)ctx) n_tokens = (size_t)ctx;
     b->n_blocks = (ctx + block - 1) / block;
     int n_all = b->n_blocks * o->n_seqs;
-    if (qwen3_state_init(&b->st, hp, max_batch, ctx, err) != CINFER_OK ||
+    if (qwen3_state_init(&b->st, hp, max_batch, ctx, o->n_threads, err) != CINFER_OK ||
         ci_kv_cache_init(&b->kv, hp->n_layers, hp->n_kv_heads, hp->head_dim, block, n_all, CI_KV_F16, err) != CINFER_OK)
         return err ? err->code : CINFER_ERR_NOMEM;
     b->blocks = ci_malloc((size_t)n_all * sizeof(int32_t));
@@ -109,7 +109,7 @@ void cinfer_bench_free(cinfer_bench *b) {
     free(b->seq);
     free(b->want);
     free(b->logits);
-    if (b->kv.k) ci_kv_cache_free(&b->kv);
+    if (b->kv.pool.k) ci_kv_cache_free(&b->kv);
     qwen3_state_free(&b->st);
     qwen3_checkpoint_close(&b->ck);
     free(b);
@@ -151,7 +151,7 @@ static double run_test(cinfer_bench *c, int n, int chunk, int n_seqs, unsigned s
                          .want_logits = c->want,
                          .n_seqs = n_seqs,
                          .seq_blocks = c->tables};
-        if (qwen3_forward(&c->ck.model, &c->st, &c->kv, &b, c->logits, err) < 0) return -1.0;
+        if (qwen3_forward(&c->ck.model, &c->st, &c->kv.pool, &b, c->logits, err) < 0) return -1.0;
     }
     return ci_now_seconds() - t0;
 }

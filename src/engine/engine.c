@@ -99,7 +99,6 @@ cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *op
     cinfer_model_options o;
     if (opts) o = *opts;
     else cinfer_model_options_init(&o);
-    if (o.n_threads > 0) ci_threadpool_set_threads(o.n_threads);
 
     cinfer_model *m = ci_calloc(1, sizeof *m);
     bool bar = o.show_progress && isatty(STDERR_FILENO);
@@ -133,6 +132,8 @@ cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *op
         .max_model_len = max_len,
         .block_size = CINFER_DEFAULTS.model.kv_block_size,
         .kv_dtype = CI_KV_F16,
+        /* this model's threads; models loaded before keep theirs */
+        .n_threads = ci_threadpool_reserve(o.n_threads),
     };
     if (so.max_batch_tokens < so.max_num_seqs) so.max_batch_tokens = so.max_num_seqs;
     size_t block_bytes = ci_kv_block_bytes(hp->n_layers, hp->n_kv_heads, hp->head_dim, so.block_size, so.kv_dtype);
@@ -242,60 +243,76 @@ static bool on_token(void *user, const ci_token_event *ev) {
     return stop;
 }
 
+/* The scheduler request for one generation: the model's sampling defaults
+ * overridden by the options, the output room the context leaves. */
+static int request_params(const cinfer_model *m, int n_ids, const cinfer_gen_options *o, ci_request_params *rp,
+                          cinfer_error *err) {
+    if (o->top_logprobs < 0 || o->top_logprobs > CI_MAX_TOP_LOGPROBS)
+        return ci_error(err, CINFER_ERR_INVALID, "top_logprobs must be between 0 and %d", CI_MAX_TOP_LOGPROBS);
+    *rp = (ci_request_params){.sampling = m->defaults, .top_logprobs = o->top_logprobs};
+    if (o->temperature >= 0) rp->sampling.temperature = o->temperature;
+    if (o->top_p >= 0) rp->sampling.top_p = o->top_p;
+    if (o->top_k >= 0) rp->sampling.top_k = o->top_k;
+    if (o->min_p >= 0) rp->sampling.min_p = o->min_p;
+    if (o->repetition_penalty > 0) rp->sampling.repetition_penalty = o->repetition_penalty;
+    rp->sampling.presence_penalty = o->presence_penalty;
+    rp->sampling.frequency_penalty = o->frequency_penalty;
+    rp->sampling.has_seed = o->has_seed;
+    rp->sampling.seed = o->seed;
+    int room = m->max_model_len - n_ids;
+    rp->max_new_tokens = o->max_new_tokens > 0 && o->max_new_tokens < room ? o->max_new_tokens : room;
+    rp->stop_ids = m->stop_ids;
+    rp->n_stop_ids = m->n_stop_ids;
+    return CINFER_OK;
+}
+
+/* Moves a finished run into the caller's result. */
+static void take_result(run_state *r, int n_ids, cinfer_result *out) {
+    ci_output_finish(r->out, &r->thinking_delta, &r->content_delta);
+    deliver(r);
+    size_t tl, cl;
+    const char *t = ci_output_thinking(r->out, &tl), *c = ci_output_content(r->out, &cl);
+    out->thinking = ci_strndup(t, tl);
+    out->content = ci_strndup(c, cl);
+    out->finish_reason = r->user_stopped ? "cancelled"
+                         : r->finish == CI_FINISH_LENGTH ? "length"
+                         : r->finish == CI_FINISH_CANCELLED ? "cancelled"
+                                                            : "stop";
+    out->prompt_tokens = n_ids;
+    out->completion_tokens = r->n_tokens;
+    out->tokens = r->tokens, r->tokens = NULL;
+    out->n_tokens = r->n_tokens;
+    out->n_top_logprobs = r->n_top;
+    out->top_logprobs = r->tops, r->tops = NULL;
+    if (r->n_tokens > 0) {
+        out->prefill_seconds = r->t_first - r->t_start;
+        out->decode_seconds = r->t_last - r->t_first;
+    }
+}
+
 static int run_prompt(cinfer_model *m, const int32_t *ids, int n_ids, const cinfer_gen_options *o, cinfer_result *out,
                       cinfer_error *err) {
     *out = (cinfer_result){0};
-    ci_request_params rp = {.sampling = m->defaults};
-    if (o->temperature >= 0) rp.sampling.temperature = o->temperature;
-    if (o->top_p >= 0) rp.sampling.top_p = o->top_p;
-    if (o->top_k >= 0) rp.sampling.top_k = o->top_k;
-    if (o->min_p >= 0) rp.sampling.min_p = o->min_p;
-    if (o->repetition_penalty > 0) rp.sampling.repetition_penalty = o->repetition_penalty;
-    rp.sampling.presence_penalty = o->presence_penalty;
-    rp.sampling.frequency_penalty = o->frequency_penalty;
-    rp.sampling.has_seed = o->has_seed;
-    rp.sampling.seed = o->seed;
-    int room = m->max_model_len - n_ids;
-    rp.max_new_tokens = o->max_new_tokens > 0 && o->max_new_tokens < room ? o->max_new_tokens : room;
-    rp.stop_ids = m->stop_ids;
-    rp.n_stop_ids = m->n_stop_ids;
-    if (o->top_logprobs < 0 || o->top_logprobs > CI_MAX_TOP_LOGPROBS)
-        return ci_error(err, CINFER_ERR_INVALID, "top_logprobs must be between 0 and %d", CI_MAX_TOP_LOGPROBS);
-    rp.top_logprobs = o->top_logprobs;
-
+    ci_request_params rp;
+    if (request_params(m, n_ids, o, &rp, err) != CINFER_OK) return err ? err->code : CINFER_ERR_INVALID;
     ci_output_options oo = {.stop = o->stop, .n_stop = o->n_stop, .parse_thinking = true,
                             .thinking_open = ci_prompt_opens_thinking(m->tok, ids, n_ids)};
     run_state r = {.m = m, .o = o, .out = ci_output_new(m->tok, &oo), .n_top = o->top_logprobs};
     r.t_start = ci_now_seconds();
     int64_t id = ci_sched_submit(m->sched, ids, n_ids, &rp, on_token, &r, err);
-    int rc = CINFER_OK;
-    if (id < 0) rc = (int)id;
-    while (rc == CINFER_OK && !r.done) {
-        int active = ci_sched_step(m->sched, err);
-        if (active < 0) rc = active;
+    int rc = id < 0 ? (int)id : CINFER_OK;
+    /* Steps until the request has ended — a failing step ends it too
+     * (CI_FINISH_ERROR) — so the scheduler never keeps a callback into r,
+     * which lives on this stack frame, after we return. */
+    cinfer_error step_err = {0};
+    while (id > 0 && !r.done) {
+        step_err.code = CINFER_OK;
+        ci_sched_step(m->sched, &step_err);
     }
-    if (rc == CINFER_OK) {
-        ci_output_finish(r.out, &r.thinking_delta, &r.content_delta);
-        deliver(&r);
-        size_t tl, cl;
-        const char *t = ci_output_thinking(r.out, &tl), *c = ci_output_content(r.out, &cl);
-        out->thinking = ci_strndup(t, tl);
-        out->content = ci_strndup(c, cl);
-        out->finish_reason = r.user_stopped ? "cancelled"
-                             : r.finish == CI_FINISH_LENGTH ? "length"
-                             : r.finish == CI_FINISH_CANCELLED ? "cancelled"
-                                                               : "stop";
-        out->prompt_tokens = n_ids;
-        out->completion_tokens = r.n_tokens;
-        out->tokens = r.tokens, r.tokens = NULL;
-        out->n_tokens = r.n_tokens;
-        out->n_top_logprobs = r.n_top;
-        out->top_logprobs = r.tops, r.tops = NULL;
-        if (r.n_tokens > 0) {
-            out->prefill_seconds = r.t_first - r.t_start;
-            out->decode_seconds = r.t_last - r.t_first;
-        }
-    }
+    if (rc == CINFER_OK && r.finish == CI_FINISH_ERROR)
+        rc = ci_error(err, step_err.code != CINFER_OK ? step_err.code : CINFER_ERR_NOMEM, "generation failed: %s",
+                      step_err.code != CINFER_OK ? step_err.message : "the scheduler ended the request");
+    if (rc == CINFER_OK) take_result(&r, n_ids, out);
     free(r.tokens);
     free(r.tops);
     ci_buf_free(&r.thinking_delta);

@@ -1,7 +1,7 @@
 /*
  * kv_cache.c — block pool bookkeeping for the paged KV cache (see kv_cache.h).
- * The pool is allocated once at start-up from the memory budget; nothing here
- * allocates afterwards, so a full cache means "wait or preempt", never OOM.
+ * Everything is allocated once at start-up from the memory budget; nothing
+ * here allocates afterwards, so a full cache means "wait or preempt", never OOM.
  *
  * Prefix-cache structures are index arrays over block ids: a chained hash
  * table (bucket heads + per-block next links) and an intrusive doubly linked
@@ -13,37 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-size_t ci_kv_block_bytes(int n_layers, int n_kv_heads, int head_dim, int block_size, ci_kv_dtype dtype) {
-    size_t elem = dtype == CI_KV_F32 ? 4 : 2;
-    return 2 * (size_t)n_layers * (size_t)n_kv_heads * (size_t)head_dim * (size_t)block_size * elem;
-}
-
 int ci_kv_cache_init(ci_kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, int block_size,
                      int n_blocks, ci_kv_dtype dtype, cinfer_error *err) {
     *kv = (ci_kv_cache){0};
-    if (n_layers <= 0 || n_kv_heads <= 0 || head_dim <= 0 || block_size <= 0 || n_blocks <= 0)
-        return ci_error(err, CINFER_ERR_INVALID, "kv cache: invalid geometry (layers %d, kv heads %d, head_dim %d, block %d, blocks %d)",
-                        n_layers, n_kv_heads, head_dim, block_size, n_blocks);
-    size_t elem = dtype == CI_KV_F32 ? 4 : 2;
-    size_t per_side = 0;
-    if (ci_mul_overflow((size_t)n_layers * (size_t)n_kv_heads * (size_t)head_dim * (size_t)block_size, (size_t)n_blocks, &per_side) ||
-        ci_mul_overflow(per_side, elem, &per_side))
-        return ci_error(err, CINFER_ERR_LIMIT, "kv cache: size overflows");
-    kv->k = aligned_alloc(64, (per_side + 63) & ~(size_t)63);
-    kv->v = aligned_alloc(64, (per_side + 63) & ~(size_t)63);
-    if (!kv->k || !kv->v) {
-        free(kv->k);
-        free(kv->v);
-        *kv = (ci_kv_cache){0};
-        return ci_error(err, CINFER_ERR_NOMEM, "kv cache: cannot allocate 2 x %zu bytes", per_side);
-    }
-    kv->n_layers = n_layers;
-    kv->n_kv_heads = n_kv_heads;
-    kv->head_dim = head_dim;
-    kv->block_size = block_size;
-    kv->n_blocks = n_blocks;
-    kv->dtype = dtype;
-    kv->elem_size = elem;
+    int rc = ci_kv_pool_init(&kv->pool, n_layers, n_kv_heads, head_dim, block_size, n_blocks, dtype, err);
+    if (rc != CINFER_OK) return rc;
     kv->refcount = ci_calloc((size_t)n_blocks, sizeof *kv->refcount);
     kv->free_list = ci_malloc((size_t)n_blocks * sizeof *kv->free_list);
     /* Hand out low block ids first: stack popped from the end. */
@@ -68,8 +42,7 @@ int ci_kv_cache_init(ci_kv_cache *kv, int n_layers, int n_kv_heads, int head_dim
 }
 
 void ci_kv_cache_free(ci_kv_cache *kv) {
-    free(kv->k);
-    free(kv->v);
+    ci_kv_pool_free(&kv->pool);
     free(kv->refcount);
     free(kv->free_list);
     free(kv->hash);
@@ -158,7 +131,7 @@ int32_t ci_kv_lookup(const ci_kv_cache *kv, uint64_t hash, int32_t parent, const
     if (!kv->prefix_caching) return -1;
     for (int32_t b = kv->bucket[hash & kv->bucket_mask]; b >= 0; b = kv->chain_next[b])
         if (kv->hash[b] == hash && kv->parent[b] == parent &&
-            memcmp(kv->tokens + (size_t)b * (size_t)kv->block_size, tokens, (size_t)kv->block_size * sizeof(int32_t)) == 0)
+            memcmp(kv->tokens + (size_t)b * (size_t)kv->pool.block_size, tokens, (size_t)kv->pool.block_size * sizeof(int32_t)) == 0)
             return b;
     return -1;
 }
@@ -168,7 +141,7 @@ void ci_kv_register(ci_kv_cache *kv, int32_t block, uint64_t hash, int32_t paren
     if (ci_kv_lookup(kv, hash, parent, tokens) >= 0) return; /* same prefix already cached in another block */
     kv->hash[block] = hash;
     kv->parent[block] = parent;
-    memcpy(kv->tokens + (size_t)block * (size_t)kv->block_size, tokens, (size_t)kv->block_size * sizeof(int32_t));
+    memcpy(kv->tokens + (size_t)block * (size_t)kv->pool.block_size, tokens, (size_t)kv->pool.block_size * sizeof(int32_t));
     uint32_t bi = (uint32_t)(hash & kv->bucket_mask);
     kv->chain_next[block] = kv->bucket[bi];
     kv->bucket[bi] = block;

@@ -1,15 +1,11 @@
 /*
- * kv_cache.h — the paged key/value cache.
+ * kv_cache.h — the paged key/value cache: the block pool (its memory layout
+ * is model/kv_layout.h, what the forward pass reads and writes) and the
+ * bookkeeping of who holds which block.
  *
- * Memory is one pool of fixed-size blocks (block_size token positions each,
- * all layers and KV heads). A sequence owns a block table: logical block i
- * holds its positions [i*block_size, (i+1)*block_size). Blocks are reference
+ * A sequence owns a block table (ci_block_table). Blocks are reference
  * counted so full blocks with identical token prefixes can be shared between
- * sequences (prefix caching, src/engine). Layout inside the pool is
- * [layer][block][kv_head][block_size·head_dim], so one head's keys (values) of
- * one block are contiguous; within that, values are [slot][head_dim] and keys
- * transposed, [head_dim][slot], so attention's SIMD lanes run over positions
- * (src/model/qwen3.c writes them, ci_attention reads them).
+ * sequences.
  *
  * Prefix caching (as vLLM's automatic prefix caching): a full block can be
  * registered under a hash of its tokens chained with its parent block's hash,
@@ -20,9 +16,6 @@
  * only when the free list is empty. "Available" blocks = free + evictable.
  * Hash hits are verified against the stored tokens and parent, so a 64-bit
  * collision can never share wrong K/V.
- *
- * K/V are stored as fp16 by default (as llama.cpp does): half the memory
- * traffic of fp32 for a relative error of ~5e-4 per element.
  */
 #ifndef CINFER_KV_CACHE_H
 #define CINFER_KV_CACHE_H
@@ -32,24 +25,10 @@
 #include <stdint.h>
 
 #include "cinfer.h"
-
-typedef enum ci_kv_dtype { CI_KV_F16 = 0, CI_KV_F32 = 1 } ci_kv_dtype;
-
-typedef struct ci_block_table {
-    const int32_t *blocks;
-    int n_blocks;
-} ci_block_table;
+#include "model/kv_layout.h"
 
 typedef struct ci_kv_cache {
-    int n_layers;
-    int n_kv_heads;
-    int head_dim;
-    int block_size;
-    int n_blocks;
-    ci_kv_dtype dtype;
-    size_t elem_size;
-    uint8_t *k;            /* pool of keys */
-    uint8_t *v;            /* pool of values */
+    ci_kv_pool pool;       /* the blocks' memory; pool.n_blocks, pool.block_size */
     int32_t *refcount;     /* [n_blocks] */
     int32_t *free_list;    /* stack of free block ids */
     int n_free;
@@ -67,9 +46,6 @@ typedef struct ci_kv_cache {
     int n_evictable;
     uint64_t evictions;
 } ci_kv_cache;
-
-/* Bytes one block takes for K and V together. */
-size_t ci_kv_block_bytes(int n_layers, int n_kv_heads, int head_dim, int block_size, ci_kv_dtype dtype);
 
 int ci_kv_cache_init(ci_kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, int block_size,
                      int n_blocks, ci_kv_dtype dtype, cinfer_error *err);
@@ -97,18 +73,5 @@ int32_t ci_kv_lookup(const ci_kv_cache *kv, uint64_t hash, int32_t parent, const
  * when prefix caching is off, the block is registered already, or another
  * block holds the same prefix. */
 void ci_kv_register(ci_kv_cache *kv, int32_t block, uint64_t hash, int32_t parent, const int32_t *tokens);
-
-/* Start of the keys ([head_dim][block_size]) or values ([block_size][head_dim])
- * of one head of one block. */
-static inline void *ci_kv_k_ptr(const ci_kv_cache *kv, int layer, int32_t block, int head) {
-    size_t idx = (((size_t)layer * (size_t)kv->n_blocks + (size_t)block) * (size_t)kv->n_kv_heads + (size_t)head) *
-                 (size_t)kv->block_size * (size_t)kv->head_dim;
-    return kv->k + idx * kv->elem_size;
-}
-static inline void *ci_kv_v_ptr(const ci_kv_cache *kv, int layer, int32_t block, int head) {
-    size_t idx = (((size_t)layer * (size_t)kv->n_blocks + (size_t)block) * (size_t)kv->n_kv_heads + (size_t)head) *
-                 (size_t)kv->block_size * (size_t)kv->head_dim;
-    return kv->v + idx * kv->elem_size;
-}
 
 #endif

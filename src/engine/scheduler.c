@@ -36,14 +36,31 @@ typedef struct seq {
     ci_token_callback cb;
     void *user;
     bool cancelled;
+    bool counted_running;   /* in stats.running (else stats.waiting) since the last publish_stats */
     int n_cached;           /* prompt tokens found in the prefix cache */
-    struct seq *next;       /* waiting / incoming list link */
-    /* per-step scratch */
-    int step_chunk;         /* tokens of this seq in the current batch */
-    int logits_row;         /* row in the logits buffer, -1 when none */
-    int plp_row0, plp_rows; /* prompt-logprob rows in the logits buffer */
-    int plp_pos0;           /* the prompt position of plp_row0 */
+    struct seq *next;       /* waiting / incoming / failed list link */
 } seq;
+
+/* One sequence's share of a step (vLLM: a scheduled request). */
+typedef struct planned {
+    seq *q;
+    int chunk;              /* positions it computes: [q->n_computed, + chunk) */
+    /* set by the batch assembly, read by the update */
+    int logits_row;         /* the row it samples from; -1 when the chunk ends before its last token */
+    int plp_row0, plp_rows; /* its prompt-logprob rows */
+    int plp_pos0;           /* the prompt position of plp_row0 */
+} planned;
+
+/* What a step does: the planning stage's result. The blocks each planned
+ * chunk needs are already in its sequence's block table. */
+typedef struct sched_plan {
+    planned *e;             /* [max_num_seqs] in batch order */
+    int n;
+    int n_tokens;           /* sum of the chunks */
+    int plp_rows_left;      /* prompt-logprob rows still free in this step */
+    int n_preempted;        /* running sequences sent back to the waiting queue */
+    seq *failed;            /* out of memory while planning (linked by next): ended with CI_FINISH_ERROR */
+} sched_plan;
 
 struct ci_scheduler {
     const qwen3_model *model;
@@ -54,11 +71,11 @@ struct ci_scheduler {
     float *logits;          /* [logits_rows, vocab] */
     int logits_rows;        /* max_num_seqs, grown once for prompt-logprob rows */
 
+    sched_plan plan;
     /* batch assembly buffers, [max_batch_tokens] */
     int32_t *b_tokens, *b_pos, *b_seq;
     bool *b_want;
     ci_block_table *b_tables; /* [max_num_seqs] */
-    seq **b_seqs;             /* [max_num_seqs] */
 
     seq **running;
     int n_running;
@@ -95,7 +112,7 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, 
     s->opt = *o;
     const qwen3_hparams *hp = &model->hp;
     if (ci_kv_cache_init(&s->kv, hp->n_layers, hp->n_kv_heads, hp->head_dim, o->block_size, o->n_kv_blocks, o->kv_dtype, err) != 0 ||
-        qwen3_state_init(&s->state, hp, o->max_batch_tokens, o->max_model_len, err) != 0) {
+        qwen3_state_init(&s->state, hp, o->max_batch_tokens, o->max_model_len, o->n_threads, err) != 0) {
         ci_kv_cache_free(&s->kv);
         free(s);
         return NULL;
@@ -111,7 +128,7 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, 
     s->b_seq = ci_malloc((size_t)o->max_batch_tokens * sizeof(int32_t));
     s->b_want = ci_malloc((size_t)o->max_batch_tokens * sizeof(bool));
     s->b_tables = ci_malloc((size_t)o->max_num_seqs * sizeof(ci_block_table));
-    s->b_seqs = ci_malloc((size_t)o->max_num_seqs * sizeof(seq *));
+    s->plan.e = ci_malloc((size_t)o->max_num_seqs * sizeof(planned));
     s->running = ci_malloc((size_t)o->max_num_seqs * sizeof(seq *));
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->work, NULL);
@@ -153,7 +170,7 @@ void ci_sched_free(ci_scheduler *s) {
     free(s->b_seq);
     free(s->b_want);
     free(s->b_tables);
-    free(s->b_seqs);
+    free(s->plan.e);
     free(s->running);
     free(s->cancels);
     pthread_mutex_destroy(&s->lock);
@@ -163,8 +180,10 @@ void ci_sched_free(ci_scheduler *s) {
 
 /* ---------------------------------------------------------- submission */
 
-int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, const ci_request_params *p,
-                        ci_token_callback cb, void *user, cinfer_error *err) {
+/* Checks a request against the scheduler's limits and the vocabulary. */
+static int check_request(const ci_scheduler *s, const int32_t *prompt, int n_prompt, const ci_request_params *p,
+                         cinfer_error *err) {
+    const int V = s->model->hp.vocab;
     if (n_prompt <= 0) return ci_error(err, CINFER_ERR_INVALID, "the prompt is empty");
     if (n_prompt >= s->opt.max_model_len)
         return ci_error(err, CINFER_ERR_LIMIT, "the prompt has %d tokens; the context holds %d (prompt + output)",
@@ -174,53 +193,54 @@ int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, co
         p->n_forced_close > CI_MAX_FORCED_TOKENS)
         return ci_error(err, CINFER_ERR_INVALID, "a forced token sequence is longer than %d tokens", CI_MAX_FORCED_TOKENS);
     for (int i = 0; i < p->n_forced_prefix; i++)
-        if (p->forced_prefix[i] < 0 || p->forced_prefix[i] >= s->model->hp.vocab)
+        if (p->forced_prefix[i] < 0 || p->forced_prefix[i] >= V)
             return ci_error(err, CINFER_ERR_INVALID, "forced token %d is outside the vocabulary", p->forced_prefix[i]);
     bool close_used = p->thinking_budget >= 0 || p->n_forced_prefix > 0;
     for (int i = 0; close_used && i < p->n_forced_close; i++)
-        if (p->forced_close[i] < 0 || p->forced_close[i] >= s->model->hp.vocab)
+        if (p->forced_close[i] < 0 || p->forced_close[i] >= V)
             return ci_error(err, CINFER_ERR_INVALID, "forced token %d is outside the vocabulary", p->forced_close[i]);
     if (p->top_logprobs < 0 || p->top_logprobs > CI_MAX_TOP_LOGPROBS)
         return ci_error(err, CINFER_ERR_INVALID, "top_logprobs must be between 0 and %d", CI_MAX_TOP_LOGPROBS);
     for (int i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || prompt[i] >= s->model->hp.vocab)
+        if (prompt[i] < 0 || prompt[i] >= V)
             return ci_error(err, CINFER_ERR_INVALID, "prompt token %d at index %d is outside the vocabulary", prompt[i], i);
+    return CINFER_OK;
+}
 
-    seq *q = ci_calloc(1, sizeof *q);
+/* A copy of n ids in *out (NULL when n is 0); false when out of memory. */
+static bool copy_ids(int32_t **out, const int32_t *ids, int n) {
+    *out = NULL;
+    if (n <= 0) return true;
+    if (!(*out = ci_try_malloc((size_t)n * sizeof(int32_t)))) return false;
+    memcpy(*out, ids, (size_t)n * sizeof(int32_t));
+    return true;
+}
+
+/* A new sequence owning copies of the prompt and the request's id lists;
+ * NULL when out of memory. */
+static seq *seq_new(const ci_scheduler *s, const int32_t *prompt, int n_prompt, const ci_request_params *p) {
+    seq *q = ci_try_malloc(sizeof *q);
+    if (!q) return NULL;
+    *q = (seq){.params = *p, .n_tokens = n_prompt, .n_prompt = n_prompt, .in_thinking = p->thinking_open};
     int cap = n_prompt + (p->max_new_tokens < s->opt.max_model_len ? p->max_new_tokens : s->opt.max_model_len) + 1;
-    if (cap > s->opt.max_model_len + 1) cap = s->opt.max_model_len + 1;
-    q->tokens = ci_malloc((size_t)cap * sizeof(int32_t));
-    q->cap_tokens = cap;
-    memcpy(q->tokens, prompt, (size_t)n_prompt * sizeof(int32_t));
-    q->n_tokens = q->n_prompt = n_prompt;
-    q->params = *p;
-    if (p->n_stop_ids > 0) {
-        q->stop_ids = ci_malloc((size_t)p->n_stop_ids * sizeof(int32_t));
-        memcpy(q->stop_ids, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int32_t));
-    }
-    q->params.stop_ids = q->stop_ids;
+    q->cap_tokens = cap > s->opt.max_model_len + 1 ? s->opt.max_model_len + 1 : cap;
     /* the close sequence also says what follows the model's own </think> before an answer prefix */
-    if (close_used && p->n_forced_close > 0) {
-        q->forced_close = ci_malloc((size_t)p->n_forced_close * sizeof(int32_t));
-        memcpy(q->forced_close, p->forced_close, (size_t)p->n_forced_close * sizeof(int32_t));
-    } else {
-        q->params.n_forced_close = 0;
+    bool close_used = p->thinking_budget >= 0 || p->n_forced_prefix > 0;
+    if (!close_used) q->params.n_forced_close = 0;
+    if (!(q->tokens = ci_try_malloc((size_t)q->cap_tokens * sizeof(int32_t))) ||
+        !copy_ids(&q->stop_ids, p->stop_ids, p->n_stop_ids) ||
+        !copy_ids(&q->forced_close, p->forced_close, q->params.n_forced_close) ||
+        !copy_ids(&q->forced_prefix, p->forced_prefix, p->n_forced_prefix)) {
+        seq_free(q);
+        return NULL;
     }
-    if (!q->forced_close) q->params.thinking_budget = -1;
+    memcpy(q->tokens, prompt, (size_t)n_prompt * sizeof(int32_t));
+    q->params.stop_ids = q->stop_ids;
     q->params.forced_close = q->forced_close;
-    if (p->n_forced_prefix > 0) {
-        q->forced_prefix = ci_malloc((size_t)p->n_forced_prefix * sizeof(int32_t));
-        memcpy(q->forced_prefix, p->forced_prefix, (size_t)p->n_forced_prefix * sizeof(int32_t));
-        q->prefix_pending = true;
-    } else {
-        q->params.n_forced_prefix = 0;
-    }
+    if (!q->forced_close) q->params.thinking_budget = -1;
     q->params.forced_prefix = q->forced_prefix;
-    q->in_thinking = p->thinking_open;
+    q->prefix_pending = q->forced_prefix != NULL;
     if (n_prompt > s->opt.block_size) q->prompt_hash = ci_kv_chain_hash(0, prompt, n_prompt) | 1;
-    q->cb = cb;
-    q->user = user;
-    q->logits_row = -1;
     uint64_t seed = p->sampling.has_seed ? p->sampling.seed : 0;
     if (!p->sampling.has_seed) {
         struct timespec ts;
@@ -228,7 +248,17 @@ int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, co
         seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)q;
     }
     ci_rng_seed(&q->rng, seed);
+    return q;
+}
 
+int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, const ci_request_params *p,
+                        ci_token_callback cb, void *user, cinfer_error *err) {
+    int rc = check_request(s, prompt, n_prompt, p, err);
+    if (rc != CINFER_OK) return rc;
+    seq *q = seq_new(s, prompt, n_prompt, p);
+    if (!q) return ci_error(err, CINFER_ERR_NOMEM, "scheduler: out of memory for a request of %d prompt tokens", n_prompt);
+    q->cb = cb;
+    q->user = user;
     pthread_mutex_lock(&s->lock);
     q->id = s->next_id++;
     if (s->incoming_tail) s->incoming_tail->next = q;
@@ -300,6 +330,12 @@ static seq *waiting_pop_front(ci_scheduler *s) {
 }
 
 static void finish(ci_scheduler *s, seq *q, ci_finish_reason why, int32_t token, const ci_token_event *base) {
+    /* Leave the gauges before the callback: a client told it finished may
+     * submit again at once, and must not find itself counted twice. */
+    pthread_mutex_lock(&s->lock);
+    if (q->counted_running) s->stats.running--;
+    else s->stats.waiting--;
+    pthread_mutex_unlock(&s->lock);
     ci_token_event ev = base ? *base : (ci_token_event){0};
     ev.request_id = q->id;
     ev.token = token;
@@ -362,21 +398,27 @@ static void drain_incoming(ci_scheduler *s) {
     }
 }
 
-static void reserve_blocks(seq *q, int need) {
-    if (need > q->cap_blocks) {
-        q->cap_blocks = need + 8;
-        q->blocks = ci_realloc_array(q->blocks, (size_t)q->cap_blocks, sizeof(int32_t));
-        q->block_hash = ci_realloc_array(q->block_hash, (size_t)q->cap_blocks, sizeof(uint64_t));
-    }
+/* Room for `need` entries in q's block table; -1 when out of memory. */
+static int reserve_blocks(seq *q, int need) {
+    if (need <= q->cap_blocks) return 0;
+    int cap = need + 8;
+    int32_t *blocks = ci_try_realloc_array(q->blocks, (size_t)cap, sizeof(int32_t));
+    if (blocks) q->blocks = blocks;
+    uint64_t *hash = blocks ? ci_try_realloc_array(q->block_hash, (size_t)cap, sizeof(uint64_t)) : NULL;
+    if (!hash) return -1;
+    q->block_hash = hash;
+    q->cap_blocks = cap;
+    return 0;
 }
 
-/* Grows q's block table to cover positions [0, n_positions). */
-static bool ensure_blocks(ci_scheduler *s, seq *q, int n_positions) {
+/* Grows q's block table to cover positions [0, n_positions): 1 done, 0 not
+ * enough blocks available (nothing taken), -1 out of memory. */
+static int ensure_blocks(ci_scheduler *s, seq *q, int n_positions) {
     int need = (n_positions + s->opt.block_size - 1) / s->opt.block_size;
-    if (need - q->n_blocks > ci_kv_available(&s->kv)) return false;
-    reserve_blocks(q, need);
+    if (need - q->n_blocks > ci_kv_available(&s->kv)) return 0;
+    if (reserve_blocks(q, need) != 0) return -1;
     while (q->n_blocks < need) q->blocks[q->n_blocks++] = ci_kv_alloc_block(&s->kv);
-    return true;
+    return 1;
 }
 
 /* Whether prompt positions still need logits for prompt logprobs
@@ -403,12 +445,12 @@ static int plp_cap_chunk(const seq *q, int chunk, int rows_left) {
 /* On admission of a sequence with no blocks: shares the cached blocks of
  * its longest cached prefix. The last known token is always left to
  * compute, since sampling needs its logits; positions whose prompt
- * logprobs are still to be reported are computed too. */
-static void match_prefix(ci_scheduler *s, seq *q) {
+ * logprobs are still to be reported are computed too. -1: out of memory. */
+static int match_prefix(ci_scheduler *s, seq *q) {
     const int bs = s->opt.block_size;
     int max_blocks = (q->n_tokens - 1) / bs;
     if (plp_pending(q) && max_blocks > q->plp_next / bs) max_blocks = q->plp_next / bs;
-    reserve_blocks(q, max_blocks);
+    if (reserve_blocks(q, max_blocks) != 0) return -1;
     uint64_t h = 0;
     int matched = 0;
     for (int i = 0; i < max_blocks; i++) {
@@ -432,6 +474,7 @@ static void match_prefix(ci_scheduler *s, seq *q) {
         s->stats.prefix_hit_tokens += (uint64_t)q->n_cached;
         pthread_mutex_unlock(&s->lock);
     }
+    return 0;
 }
 
 /* Whether a running sequence with the same prompt is still computing it
@@ -463,7 +506,7 @@ static void register_full_blocks(ci_scheduler *s, seq *q) {
 
 /* Frees the youngest running sequence's blocks and puts it back at the head
  * of the waiting list; it recomputes its tokens when readmitted. */
-static seq *preempt_youngest(ci_scheduler *s) {
+static seq *preempt_youngest(ci_scheduler *s, sched_plan *p) {
     int y = 0;
     for (int i = 1; i < s->n_running; i++)
         if (s->running[i]->arrival > s->running[y]->arrival) y = i;
@@ -471,7 +514,7 @@ static seq *preempt_youngest(ci_scheduler *s) {
     remove_running(s, y);
     release_blocks(s, q);
     waiting_push_front(s, q);
-    s->stats.preemptions++;
+    p->n_preempted++;
     return q;
 }
 
@@ -545,11 +588,12 @@ static ci_finish_reason track_thinking(ci_scheduler *s, seq *q, int32_t tok, ci_
 }
 
 /* Reports the prompt logprobs computed in this step (rows in batch order). */
-static void report_prompt_logprobs(ci_scheduler *s, seq *q) {
+static void report_prompt_logprobs(ci_scheduler *s, const planned *e) {
     const int V = s->model->hp.vocab;
-    for (int r = 0; r < q->plp_rows; r++) {
-        int pos = q->plp_pos0 + r;
-        const float *logits = s->logits + (size_t)(q->plp_row0 + r) * (size_t)V;
+    seq *q = e->q;
+    for (int r = 0; r < e->plp_rows; r++) {
+        int pos = e->plp_pos0 + r;
+        const float *logits = s->logits + (size_t)(e->plp_row0 + r) * (size_t)V;
         ci_token_event ev = {.request_id = q->id, .token = q->tokens[pos + 1], .prompt_index = pos + 1,
                              .n_prompt_tokens = q->n_prompt};
         ev.logprob = ci_logprob_of(logits, V, ev.token);
@@ -557,180 +601,257 @@ static void report_prompt_logprobs(ci_scheduler *s, seq *q) {
         if (q->cb) q->cb(q->user, &ev);
         q->plp_next = pos + 1;
     }
-    q->plp_rows = 0;
 }
 
-/* ----------------------------------------------------------------- step */
+/* ------------------------------------------------------------- planning
+ * Planning touches only the scheduler's bookkeeping (queues, block tables,
+ * the block pool): it never calls back and never runs the model. */
 
-int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
-    drain_incoming(s);
-    const int budget = s->opt.max_batch_tokens;
-    int n_batch = 0, n_bseq = 0;
-    int plp_rows_left = CI_PROMPT_LOGPROB_ROWS;
+/* Takes q out of the queues for good: it ran out of memory while planning
+ * and is ended with CI_FINISH_ERROR by the update stage. */
+static void plan_fail(ci_scheduler *s, sched_plan *p, seq *q) {
+    release_blocks(s, q);
+    q->next = p->failed;
+    p->failed = q;
+}
 
-    /* Running sequences, oldest first: each needs its next chunk's blocks.
-     * When the pool is dry, the youngest gives its blocks back. */
-    for (int i = 0; i < s->n_running; i++) s->running[i]->step_chunk = 0;
+static void plan_add(sched_plan *p, seq *q, int chunk) {
+    p->e[p->n++] = (planned){.q = q, .chunk = chunk};
+    p->plp_rows_left -= plp_rows_in(q, q->n_computed, chunk);
+    p->n_tokens += chunk;
+}
+
+/* q's next chunk: its uncomputed tokens, as far as the step's token budget
+ * and prompt-logprob rows leave room. */
+static int next_chunk(const ci_scheduler *s, const seq *q, const sched_plan *p) {
+    int remaining = q->n_tokens - q->n_computed;
+    int room = s->opt.max_batch_tokens - p->n_tokens;
+    return plp_cap_chunk(q, remaining < room ? remaining : room, p->plp_rows_left);
+}
+
+/* Positions q can compute with the blocks it holds plus every available one. */
+static int blocks_cover(const ci_scheduler *s, const seq *q) {
+    return (q->n_blocks + ci_kv_available(&s->kv)) * s->opt.block_size - q->n_computed;
+}
+
+/* Gives a running sequence the blocks for `chunk` more positions, or for
+ * fewer when that is what the available blocks cover. Returns the chunk
+ * granted, 0 when q must wait for blocks (someone is to be preempted), -1
+ * when out of memory. */
+static int grant_blocks(ci_scheduler *s, seq *q, int chunk) {
+    int r = ensure_blocks(s, q, q->n_computed + chunk);
+    if (r != 0) return r > 0 ? chunk : -1;
+    int cover = blocks_cover(s, q);
+    if (cover <= 0 || cover >= chunk || q->n_tokens - q->n_computed <= 1) return 0;
+    return ensure_blocks(s, q, q->n_computed + cover) > 0 ? cover : -1;
+}
+
+/* One pass over the running sequences in running order (the order of their
+ * latest admission): each gets its next chunk and the blocks for it. When
+ * the pool is dry, the youngest running sequence (latest arrival) gives its
+ * blocks back and returns to the head of the waiting queue. When that
+ * victim is another sequence, the blocks — and, when it was planned
+ * already, the budget and rows — it gave back may serve sequences planned
+ * before (a chunk cut to the free blocks can grow), so the pass reports
+ * false and is made again; blocks granted so far stay granted. */
+static bool plan_running_pass(ci_scheduler *s, sched_plan *p) {
+    p->n = p->n_tokens = 0;
+    p->plp_rows_left = CI_PROMPT_LOGPROB_ROWS;
     for (int i = 0; i < s->n_running;) {
         seq *q = s->running[i];
-        int remaining = q->n_tokens - q->n_computed;
-        int room = budget - n_batch;
-        int chunk = remaining < room ? remaining : room;
-        chunk = plp_cap_chunk(q, chunk, plp_rows_left);
-        if (chunk <= 0) { i++; continue; }
-        if (!ensure_blocks(s, q, q->n_computed + chunk)) {
-            /* Try a smaller chunk first: what the free blocks cover. */
-            int cover = (q->n_blocks + ci_kv_available(&s->kv)) * s->opt.block_size - q->n_computed;
-            if (cover > 0 && cover < chunk && remaining > 1) {
-                chunk = cover;
-                ensure_blocks(s, q, q->n_computed + chunk);
-            } else {
-                seq *victim = preempt_youngest(s);
-                if (victim == q) continue; /* q itself was youngest; index i now holds the next one */
-                /* i may have shifted if victim was before q: restart the scan. */
-                n_batch = 0;
-                plp_rows_left = CI_PROMPT_LOGPROB_ROWS;
-                for (int k = 0; k < s->n_running; k++) s->running[k]->step_chunk = 0;
-                i = 0;
-                continue;
-            }
-        }
-        q->step_chunk = chunk;
-        plp_rows_left -= plp_rows_in(q, q->n_computed, chunk);
-        n_batch += chunk;
-        i++;
+        int chunk = next_chunk(s, q, p);
+        int granted = chunk > 0 ? grant_blocks(s, q, chunk) : 0;
+        if (chunk <= 0 || granted > 0) {
+            if (granted > 0) plan_add(p, q, granted);
+            i++;
+        } else if (granted < 0) {
+            remove_running(s, i); /* index i now holds the next one */
+            plan_fail(s, p, q);
+        } else if (preempt_youngest(s, p) != q) {
+            return false;
+        } /* else q itself was the youngest: index i now holds the next one */
     }
+    return true;
+}
 
-    /* Admit waiting requests while slots, budget and blocks allow. */
-    while (s->waiting_head && s->n_running < s->opt.max_num_seqs && n_batch < budget) {
+/* Admits waiting requests in queue order while sequence slots, the token
+ * budget and KV blocks allow; each starts after its cached prefix. */
+static void plan_admissions(ci_scheduler *s, sched_plan *p) {
+    while (s->waiting_head && s->n_running < s->opt.max_num_seqs && p->n_tokens < s->opt.max_batch_tokens) {
         seq *q = s->waiting_head;
         /* Several sequences from one prompt (n > 1, or identical requests
          * arriving together): let the first compute the shared prefix and
          * admit the others once its blocks are in the cache. */
         if (q->n_blocks == 0 && !q->admitted_once && sibling_prefilling(s, q)) break;
-        if (q->n_blocks == 0) match_prefix(s, q);
-        int remaining = q->n_tokens - q->n_computed;
-        int room = budget - n_batch;
-        int chunk = remaining < room ? remaining : room;
-        chunk = plp_cap_chunk(q, chunk, plp_rows_left);
-        /* positions the blocks it holds (the shared prefix, maybe a partial
-         * last block) still have room for, plus what can be allocated */
-        int cover = (q->n_blocks + ci_kv_available(&s->kv)) * s->opt.block_size - q->n_computed;
+        if (q->n_blocks == 0 && match_prefix(s, q) != 0) {
+            plan_fail(s, p, waiting_pop_front(s));
+            continue;
+        }
+        int chunk = next_chunk(s, q, p);
+        /* what the blocks it holds (the shared prefix, maybe a partial last
+         * block) still have room for, plus what can be allocated */
+        int cover = blocks_cover(s, q);
         if (cover < chunk) chunk = cover;
         if (chunk <= 0) {
             release_blocks(s, q); /* do not hold shared blocks while waiting */
             break;
         }
         waiting_pop_front(s);
-        ensure_blocks(s, q, q->n_computed + chunk);
-        q->step_chunk = chunk;
-        plp_rows_left -= plp_rows_in(q, q->n_computed, chunk);
+        if (ensure_blocks(s, q, q->n_computed + chunk) < 0) {
+            plan_fail(s, p, q);
+            continue;
+        }
         s->running[s->n_running++] = q;
-        n_batch += chunk;
+        plan_add(p, q, chunk);
     }
+}
 
-    /* Assemble the batch. Logits rows: a sequence's prompt-logprob
-     * positions, then its last position when the chunk reaches it. */
-    n_batch = 0;
-    int n_rows = 0;
-    for (int i = 0; i < s->n_running; i++) {
-        seq *q = s->running[i];
-        q->logits_row = -1;
-        q->plp_rows = 0;
-        if (q->step_chunk == 0) continue;
-        s->b_tables[n_bseq] = (ci_block_table){.blocks = q->blocks, .n_blocks = q->n_blocks};
-        s->b_seqs[n_bseq] = q;
+/* The planning stage (vLLM's schedule()): running sequences first, then
+ * admissions, into s->plan. */
+static sched_plan *schedule(ci_scheduler *s) {
+    sched_plan *p = &s->plan;
+    p->n_preempted = 0;
+    p->failed = NULL;
+    while (!plan_running_pass(s, p)) {
+    }
+    plan_admissions(s, p);
+    return p;
+}
+
+/* ------------------------------------------------- assembly, execution */
+
+static int grow_logits(ci_scheduler *s, cinfer_error *err) {
+    /* the first prompt-logprob request: room for its rows from now on */
+    int rows = s->opt.max_num_seqs + CI_PROMPT_LOGPROB_ROWS;
+    float *l = ci_try_realloc_array(s->logits, (size_t)rows * (size_t)s->model->hp.vocab, sizeof(float));
+    if (!l) return ci_error(err, CINFER_ERR_NOMEM, "scheduler: out of memory for %d logits rows", rows);
+    s->logits = l;
+    s->logits_rows = rows;
+    return CINFER_OK;
+}
+
+/* Lays the plan out as one batch and gives every planned sequence its
+ * logits rows: its prompt-logprob positions, then its last position when
+ * the chunk reaches it (rows come in batch order). Returns the number of
+ * tokens, or < 0 when out of memory. */
+static int assemble_batch(ci_scheduler *s, sched_plan *p, cinfer_error *err) {
+    int n = 0, rows = 0;
+    for (int k = 0; k < p->n; k++) {
+        planned *e = &p->e[k];
+        const seq *q = e->q;
+        s->b_tables[k] = (ci_block_table){.blocks = q->blocks, .n_blocks = q->n_blocks};
         bool plp = plp_pending(q);
-        for (int t = 0; t < q->step_chunk; t++) {
+        for (int t = 0; t < e->chunk; t++, n++) {
             int pos = q->n_computed + t;
-            s->b_tokens[n_batch] = q->tokens[pos];
-            s->b_pos[n_batch] = pos;
-            s->b_seq[n_batch] = n_bseq;
-            s->b_want[n_batch] = pos == q->n_tokens - 1 || (plp && pos >= q->plp_next && pos < q->n_prompt - 1);
-            n_rows += s->b_want[n_batch];
-            n_batch++;
+            s->b_tokens[n] = q->tokens[pos];
+            s->b_pos[n] = pos;
+            s->b_seq[n] = k;
+            s->b_want[n] = pos == q->n_tokens - 1 || (plp && pos >= q->plp_next && pos < q->n_prompt - 1);
         }
-        n_bseq++;
+        e->plp_rows = plp_rows_in(q, q->n_computed, e->chunk);
+        e->plp_pos0 = q->n_computed > q->plp_next ? q->n_computed : q->plp_next;
+        e->plp_row0 = rows;
+        rows += e->plp_rows;
+        e->logits_row = q->n_computed + e->chunk == q->n_tokens ? rows++ : -1;
     }
-    if (n_rows > s->logits_rows) {
-        /* the first prompt-logprob request: room for its rows from now on */
-        int rows = s->opt.max_num_seqs + CI_PROMPT_LOGPROB_ROWS;
-        size_t n;
-        if (ci_mul_overflow((size_t)rows, (size_t)s->model->hp.vocab, &n)) n = SIZE_MAX;
-        s->logits = ci_realloc_array(s->logits, n, sizeof(float));
-        s->logits_rows = rows;
-    }
+    if (rows > s->logits_rows && grow_logits(s, err) != CINFER_OK) return CINFER_ERR_NOMEM;
+    return n;
+}
 
-    if (n_batch > 0) {
-        qwen3_batch b = {.n_tokens = n_batch, .tokens = s->b_tokens, .pos = s->b_pos, .seq = s->b_seq,
-                         .want_logits = s->b_want, .n_seqs = n_bseq, .seq_blocks = s->b_tables};
-        int rows = qwen3_forward(s->model, &s->state, &s->kv, &b, s->logits, err);
-        if (rows < 0) return rows;
-        /* Logits rows come in batch order. */
-        int row = 0;
-        for (int k = 0; k < n_bseq; k++) {
-            seq *q = s->b_seqs[k];
-            q->plp_rows = plp_rows_in(q, q->n_computed, q->step_chunk);
-            q->plp_pos0 = q->n_computed > q->plp_next ? q->n_computed : q->plp_next;
-            q->plp_row0 = row;
-            row += q->plp_rows;
-            q->n_computed += q->step_chunk;
-            register_full_blocks(s, q);
-            if (q->n_computed == q->n_tokens) q->logits_row = row++;
+/* The forward pass over the assembled batch; then the computed positions
+ * count and the blocks they filled are offered to the prefix cache. */
+static int execute(ci_scheduler *s, const sched_plan *p, int n_tokens, cinfer_error *err) {
+    if (n_tokens == 0) return CINFER_OK;
+    qwen3_batch b = {.n_tokens = n_tokens, .tokens = s->b_tokens, .pos = s->b_pos, .seq = s->b_seq,
+                     .want_logits = s->b_want, .n_seqs = p->n, .seq_blocks = s->b_tables};
+    int rows = qwen3_forward(s->model, &s->state, &s->kv.pool, &b, s->logits, err);
+    if (rows < 0) return rows;
+    for (int k = 0; k < p->n; k++) {
+        p->e[k].q->n_computed += p->e[k].chunk;
+        register_full_blocks(s, p->e[k].q);
+    }
+    return CINFER_OK;
+}
+
+/* --------------------------------------------------------------- update */
+
+static void retire(ci_scheduler *s, seq *q, ci_finish_reason why, int32_t token, const ci_token_event *base) {
+    for (int i = 0; i < s->n_running; i++)
+        if (s->running[i] == q) {
+            remove_running(s, i);
+            break;
         }
-    }
+    finish(s, q, why, token, base);
+}
 
-    /* Sample, report, retire. */
-    int V = s->model->hp.vocab;
+/* Samples q's next token, reports it and applies the stop rules, forced
+ * tokens and the thinking budget; retires q when it is done. Returns 1
+ * when a sampled token was appended. */
+static int sample_next(ci_scheduler *s, seq *q, const float *logits) {
+    const int V = s->model->hp.vocab;
+    int n_out = q->n_tokens - q->n_prompt;
+    int32_t tok = ci_sample(&s->sampler, &q->params.sampling, &q->rng, logits, q->tokens, q->n_prompt,
+                            q->tokens + q->n_prompt, n_out);
+    ci_token_event ev = {.request_id = q->id, .token = tok, .n_prompt_tokens = q->n_prompt,
+                         .n_cached_tokens = q->n_cached};
+    ci_finish_reason why;
+    if (q->prefix_pending && n_out == 0 && !q->in_thinking && tok != q->params.think_start_id) {
+        /* The answer starts at the first position and must begin with the
+         * forced prefix: the sampled token gives way to it. */
+        if ((why = start_answer(s, q, false, &ev)) != CI_FINISH_NONE) retire(s, q, why, -1, &ev);
+        return 0;
+    }
+    if (q->params.want_logprobs || q->params.top_logprobs > 0) {
+        ev.logprob = ci_logprob_of(logits, V, tok);
+        ev.n_top = ci_top_logprobs(logits, V, q->params.top_logprobs, ev.top_ids, ev.top_logprobs);
+    }
+    q->tokens[q->n_tokens++] = tok;
+    ev.n_output_tokens = q->n_tokens - q->n_prompt;
+    if (is_stop_id(q, tok)) why = CI_FINISH_STOP;
+    else if (ev.n_output_tokens >= q->params.max_new_tokens || q->n_tokens >= s->opt.max_model_len) why = CI_FINISH_LENGTH;
+    else why = CI_FINISH_NONE;
+    if (why != CI_FINISH_NONE) { /* the final event carries the token */
+        retire(s, q, why, tok, &ev);
+        return 1;
+    }
+    if (q->cb && q->cb(q->user, &ev)) why = CI_FINISH_STOP;
+    else why = track_thinking(s, q, tok, &ev);
+    if (why != CI_FINISH_NONE) retire(s, q, why, -1, &ev);
+    return 1;
+}
+
+/* The update stage (vLLM's update_from_output()): in batch order, reports
+ * prompt logprobs, samples where a chunk reached the last token, reports,
+ * and retires finished sequences. Returns the number of tokens sampled. */
+static uint64_t update_from_output(ci_scheduler *s, const sched_plan *p) {
     uint64_t generated = 0;
-    for (int i = 0; i < s->n_running;) {
-        seq *q = s->running[i];
-        if (q->plp_rows > 0) report_prompt_logprobs(s, q);
-        if (q->logits_row < 0) { i++; continue; }
-        if (q->params.max_new_tokens == 0) { /* the prompt was all that was asked for */
-            remove_running(s, i);
-            finish(s, q, CI_FINISH_LENGTH, -1, NULL);
-            continue;
-        }
-        const float *logits = s->logits + (size_t)q->logits_row * V;
-        int n_out = q->n_tokens - q->n_prompt;
-        int32_t tok = ci_sample(&s->sampler, &q->params.sampling, &q->rng, logits, q->tokens, q->n_prompt,
-                                q->tokens + q->n_prompt, n_out);
-        ci_token_event ev = {.request_id = q->id, .token = tok, .n_prompt_tokens = q->n_prompt,
-                             .n_cached_tokens = q->n_cached};
-        ci_finish_reason why = CI_FINISH_NONE;
-        if (q->prefix_pending && n_out == 0 && !q->in_thinking && tok != q->params.think_start_id) {
-            /* The answer starts at the first position and must begin with
-             * the forced prefix: the sampled token gives way to it. */
-            why = start_answer(s, q, false, &ev);
-            if (why == CI_FINISH_NONE) { i++; continue; }
-            remove_running(s, i);
-            finish(s, q, why, -1, &ev);
-            continue;
-        }
-        if (q->params.want_logprobs || q->params.top_logprobs > 0) {
-            ev.logprob = ci_logprob_of(logits, V, tok);
-            ev.n_top = ci_top_logprobs(logits, V, q->params.top_logprobs, ev.top_ids, ev.top_logprobs);
-        }
-        q->tokens[q->n_tokens++] = tok;
-        generated++;
-        ev.n_output_tokens = q->n_tokens - q->n_prompt;
-        if (is_stop_id(q, tok)) why = CI_FINISH_STOP;
-        else if (ev.n_output_tokens >= q->params.max_new_tokens || q->n_tokens >= s->opt.max_model_len) why = CI_FINISH_LENGTH;
-        if (why == CI_FINISH_NONE) {
-            if (q->cb && q->cb(q->user, &ev)) why = CI_FINISH_STOP;
-            if (why == CI_FINISH_NONE) why = track_thinking(s, q, tok, &ev);
-            if (why == CI_FINISH_NONE) { i++; continue; }
-            remove_running(s, i);
-            finish(s, q, why, -1, &ev);
-        } else {
-            remove_running(s, i);
-            finish(s, q, why, tok, &ev);
-        }
+    for (int k = 0; k < p->n; k++) {
+        const planned *e = &p->e[k];
+        if (e->plp_rows > 0) report_prompt_logprobs(s, e);
+        if (e->logits_row < 0) continue;
+        if (e->q->params.max_new_tokens == 0) /* the prompt was all that was asked for */
+            retire(s, e->q, CI_FINISH_LENGTH, -1, NULL);
+        else
+            generated += (uint64_t)sample_next(s, e->q, s->logits + (size_t)e->logits_row * (size_t)s->model->hp.vocab);
     }
+    return generated;
+}
 
+/* The step failed (forward pass, or memory for the batch): every sequence
+ * of the batch ends with CI_FINISH_ERROR, which frees its blocks. */
+static void end_batch(ci_scheduler *s, const sched_plan *p) {
+    for (int k = 0; k < p->n; k++) retire(s, p->e[k].q, CI_FINISH_ERROR, -1, NULL);
+}
+
+static void end_failed(ci_scheduler *s, sched_plan *p) {
+    for (seq *q = p->failed, *n; q; q = n) n = q->next, finish(s, q, CI_FINISH_ERROR, -1, NULL);
+    p->failed = NULL;
+}
+
+static int publish_stats(ci_scheduler *s, const sched_plan *p, uint64_t generated) {
     int waiting = 0;
-    for (seq *q = s->waiting_head; q; q = q->next) waiting++;
+    for (seq *q = s->waiting_head; q; q = q->next) waiting++, q->counted_running = false;
+    for (int i = 0; i < s->n_running; i++) s->running[i]->counted_running = true;
     pthread_mutex_lock(&s->lock);
     s->stats.running = s->n_running;
     s->stats.waiting = waiting;
@@ -738,7 +859,23 @@ int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
     s->stats.kv_blocks_free = ci_kv_available(&s->kv);
     s->stats.kv_evictions = s->kv.evictions;
     s->stats.generated_tokens += generated;
+    s->stats.preemptions += (uint64_t)p->n_preempted;
     int active = s->stats.running + s->stats.waiting;
     pthread_mutex_unlock(&s->lock);
     return active;
+}
+
+/* ----------------------------------------------------------------- step */
+
+int ci_sched_step(ci_scheduler *s, cinfer_error *err) {
+    drain_incoming(s);
+    sched_plan *p = schedule(s);
+    int n_tokens = assemble_batch(s, p, err);
+    bool ok = n_tokens >= 0 && execute(s, p, n_tokens, err) == CINFER_OK;
+    uint64_t generated = 0;
+    if (ok) generated = update_from_output(s, p);
+    else end_batch(s, p);
+    if (p->failed && ok) ci_error(err, CINFER_ERR_NOMEM, "scheduler: out of memory growing a request's block table");
+    end_failed(s, p);
+    return publish_stats(s, p, generated);
 }

@@ -2,17 +2,29 @@
  * scheduler.h — continuous batching over the paged KV cache.
  *
  * One scheduler owns the model's KV cache and scratch state and is driven by
- * one thread calling ci_sched_step(). Every step:
- *   1. admits waiting requests while sequence slots and KV blocks allow;
- *   2. builds one batch: a decode token for every running sequence that has
- *      finished its prompt, then prompt chunks (chunked prefill) up to the
- *      token budget;
- *   3. makes sure every position in the batch has a KV block — when the pool
- *      is exhausted the youngest running sequence is preempted (its blocks
- *      freed, its tokens kept) and recomputed later;
- *   4. runs one forward pass, samples one token per sequence that reached the
- *      end of its known tokens, reports it through the request's callback and
- *      retires finished sequences.
+ * one thread calling ci_sched_step(). A step runs in stages, as vLLM's v1
+ * scheduler separates schedule() from update_from_output():
+ *   1. intake: new submissions join the waiting queue (in submission
+ *      order); cancelled requests end (CI_FINISH_CANCELLED);
+ *   2. plan (no callbacks, no model): running sequences come first, in the
+ *      order of their latest admission — each gets its next chunk (a decode
+ *      token, or the next piece of its prompt: chunked prefill) within the
+ *      step's token budget, and the KV blocks for it. When the pool is dry a
+ *      chunk shrinks to what the free blocks cover, or else the youngest
+ *      running sequence (latest arrival) is preempted: its blocks are freed,
+ *      its tokens kept, and it returns to the head of the waiting queue to be
+ *      recomputed later. Then waiting requests are admitted, in queue order,
+ *      while sequence slots, budget and blocks allow;
+ *   3. assemble the plan into one batch, with its logits rows;
+ *   4. execute: one forward pass;
+ *   5. update: in batch order, report prompt logprobs, sample one token per
+ *      sequence whose chunk reached the end of its known tokens, report it
+ *      through the request's callback, and retire finished sequences.
+ * Failures end requests, never the scheduler: when the forward pass (or the
+ * memory for the batch) fails, every request of that batch ends with
+ * CI_FINISH_ERROR; a request whose own bookkeeping runs out of memory ends
+ * alone. Their KV blocks are freed and the next step serves the others.
+ *
  * Prefix caching: on admission a sequence shares the cached full blocks of
  * its longest cached prefix (never its last token, which must be computed
  * for logits) and starts computing after them; every block that becomes
@@ -119,6 +131,8 @@ typedef struct ci_sched_options {
     int n_kv_blocks;         /* pool size */
     ci_kv_dtype kv_dtype;
     bool disable_prefix_caching;
+    int n_threads;           /* threads of this model's forward passes (<= 0: the pool's count);
+                              * the caller reserves them (ci_threadpool_reserve) */
 } ci_sched_options;
 
 typedef struct ci_scheduler ci_scheduler;
@@ -127,7 +141,8 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *opt
 void ci_sched_free(ci_scheduler *s);
 
 /* Thread-safe. Copies the prompt. Returns a request id (> 0) or < 0 when the
- * request can never run (empty prompt, prompt longer than max_model_len). */
+ * request can never run (empty prompt, prompt longer than max_model_len) or
+ * memory for it is short (CINFER_ERR_NOMEM). */
 int64_t ci_sched_submit(ci_scheduler *s, const int32_t *prompt, int n_prompt, const ci_request_params *p,
                         ci_token_callback cb, void *user, cinfer_error *err);
 /* Thread-safe. The request finishes with CI_FINISH_CANCELLED at the next step
@@ -137,8 +152,13 @@ void ci_sched_cancel(ci_scheduler *s, int64_t request_id);
 /* Turns prefix caching on or off (call while no step runs). */
 void ci_sched_set_prefix_caching(ci_scheduler *s, bool on);
 
-/* Runs one iteration. Returns the number of requests still waiting or
- * running (0: idle), or < 0 on an internal error. */
+/* Runs one step (see the top of this file). Never fails as a whole and
+ * needs no retry: returns the number of requests still waiting or running
+ * (>= 0; 0: idle, wait for work). When a forward pass or an allocation
+ * failed in this step, the affected requests have already received their
+ * final event with CI_FINISH_ERROR (their KV blocks are freed) and *err
+ * (may be NULL) describes the failure, for logging; otherwise *err is left
+ * as it was. Callers just keep stepping. */
 int ci_sched_step(ci_scheduler *s, cinfer_error *err);
 
 /* Blocks until a request is submitted or ci_sched_wakeup() is called. */

@@ -47,6 +47,10 @@ typedef struct pool {
     /* current job: written by the caller before gen is bumped */
     void (*fn)(void *ctx, int task, int thread);
     void *ctx;
+    /* workers with index >= job_threads claim nothing (the caller's cap);
+     * stored before the ticket (release), read after it (acquire): a worker
+     * that reads a newer job's value fails its claim on the older ticket */
+    atomic_int job_threads;
     int task0; /* first task index of this chunk (jobs over TK_MAXN tasks run in chunks) */
     unsigned job_gen;
 } pool;
@@ -62,6 +66,7 @@ static pthread_mutex_t g_busy = PTHREAD_MUTEX_INITIALIZER;
 static int g_started;
 static int g_threads; /* configured total incl. caller; 0 = not yet decided */
 static _Thread_local int t_in_task;
+static _Thread_local int t_limit; /* ci_threadpool_limit of this thread, 0 = none */
 /* threads a parallel_for will use (workers actually started + caller);
  * 0 = not known yet */
 static atomic_int g_effective;
@@ -80,6 +85,7 @@ static void run_tasks(pool *p, int thread)
     for (;;) {
         unsigned long long n = (t >> TK_BITS) & TK_MASK, next = t & TK_MASK;
         if (next >= n) break;
+        if (thread > 0 && thread >= atomic_load_explicit(&p->job_threads, memory_order_acquire)) break;
         if (!atomic_compare_exchange_weak_explicit(&p->ticket, &t, t + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue; /* t reloaded */
@@ -177,7 +183,7 @@ static void pool_stop(void)
 void ci_parallel_for(int n_tasks, void (*fn)(void *ctx, int task, int thread), void *ctx)
 {
     if (n_tasks <= 0) return;
-    if (n_tasks == 1 || t_in_task || pthread_mutex_trylock(&g_busy) != 0) {
+    if (n_tasks == 1 || t_in_task || t_limit == 1 || pthread_mutex_trylock(&g_busy) != 0) {
         for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
@@ -190,6 +196,7 @@ void ci_parallel_for(int n_tasks, void (*fn)(void *ctx, int task, int thread), v
     }
     p->fn = fn;
     p->ctx = ctx;
+    atomic_store_explicit(&p->job_threads, t_limit > 0 ? t_limit : MAX_THREADS, memory_order_release);
     for (int t0 = 0; t0 < n_tasks; t0 += TK_MAXN) {
         int n = n_tasks - t0 < TK_MAXN ? n_tasks - t0 : TK_MAXN;
         p->task0 = t0;
@@ -225,12 +232,34 @@ int ci_threadpool_threads(void)
 {
     /* lock-free: may be called from inside a task while g_busy is held */
     int n = atomic_load_explicit(&g_effective, memory_order_acquire);
-    if (n > 0) return n;
-    if (t_in_task) return 1;
+    if (n <= 0 && t_in_task) return 1;
+    if (n <= 0) {
+        pthread_mutex_lock(&g_busy);
+        if (g_threads <= 0) g_threads = default_threads();
+        n = g_threads;
+        atomic_store(&g_effective, n);
+        pthread_mutex_unlock(&g_busy);
+    }
+    return t_limit > 0 && t_limit < n ? t_limit : n;
+}
+
+int ci_threadpool_limit(int n)
+{
+    int prev = t_limit;
+    t_limit = n > 0 ? n : 0;
+    return prev;
+}
+
+int ci_threadpool_reserve(int n)
+{
+    if (n <= 0) n = default_threads();
+    if (n > MAX_THREADS) n = MAX_THREADS;
     pthread_mutex_lock(&g_busy);
-    if (g_threads <= 0) g_threads = default_threads();
-    n = g_threads;
-    atomic_store(&g_effective, n);
+    if (n > g_threads) {
+        pool_stop(); /* restarted with n threads by the next ci_parallel_for */
+        g_threads = n;
+        atomic_store(&g_effective, g_threads);
+    }
     pthread_mutex_unlock(&g_busy);
     return n;
 }

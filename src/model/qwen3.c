@@ -15,6 +15,7 @@
  */
 #include "model/qwen3.h"
 #include "kernels/threadpool.h"
+#include "util/fault.h"
 #include "util/util.h"
 
 #include <math.h>
@@ -59,7 +60,8 @@ static int attn_scratch_init(qwen3_state *s, const qwen3_hparams *hp, int max_ba
     return CINFER_OK;
 }
 
-int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int max_context, cinfer_error *err) {
+int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int max_context, int n_threads,
+                     cinfer_error *err) {
     *s = (qwen3_state){0};
     if (max_batch <= 0 || max_context <= 0)
         return ci_error(err, CINFER_ERR_INVALID, "state: max_batch and max_context must be positive");
@@ -68,7 +70,7 @@ int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int
     size_t kvdim = (size_t)hp->n_kv_heads * (size_t)hp->head_dim;
     s->max_batch = max_batch;
     s->max_context = max_context;
-    s->n_threads = ci_threadpool_threads();
+    s->n_threads = n_threads > 0 ? n_threads : ci_threadpool_threads();
     s->x = alloc_floats(B * (size_t)hp->hidden);
     s->xb = alloc_floats(B * (size_t)(hp->hidden > (int)qdim ? hp->hidden : (int)qdim));
     s->q = alloc_floats(B * qdim);
@@ -165,7 +167,7 @@ typedef struct attn_job {
     const qwen3_model *m;
     qwen3_state *s;
     const qwen3_batch *b;
-    ci_kv_cache *kv;
+    ci_kv_pool *kv;
     const ci_kernel_table *kt; /* fetched once per forward, not per task */
     int layer;
 } attn_job;
@@ -175,7 +177,7 @@ typedef struct attn_job {
 static void store_kv_task(void *ctx, int i, int thread) {
     attn_job *j = ctx;
     const qwen3_hparams *hp = &j->m->hp;
-    ci_kv_cache *kv = j->kv;
+    ci_kv_pool *kv = j->kv;
     int d = hp->head_dim;
     const ci_block_table *bt = &j->b->seq_blocks[j->b->seq[i]];
     int pos = j->b->pos[i];
@@ -206,7 +208,7 @@ static void attention_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
     const qwen3_hparams *hp = &j->m->hp;
     const qwen3_state *s = j->s;
-    ci_kv_cache *kv = j->kv;
+    ci_kv_pool *kv = j->kv;
     const qwen3_attn_chunk *c = &s->attn_chunks[task % s->attn_n_chunks];
     int kvh = task / s->attn_n_chunks;
     int d = hp->head_dim, group = attn_group(hp);
@@ -262,7 +264,7 @@ static void sort_chunks_heaviest_first(qwen3_attn_chunk *c, int n) {
  * together; anything else just gives shorter runs), cut into pieces of about
  * ATTN_CHUNK_ROWS query rows — fewer when there are few tasks per thread or
  * the context is long (scratch). Also checks the block ids the chunks read. */
-static int plan_attention(const qwen3_model *m, qwen3_state *s, const ci_kv_cache *kv, const qwen3_batch *b,
+static int plan_attention(const qwen3_model *m, qwen3_state *s, const ci_kv_pool *kv, const qwen3_batch *b,
                           cinfer_error *err) {
     const qwen3_hparams *hp = &m->hp;
     int B = b->n_tokens, group = attn_group(hp);
@@ -316,7 +318,7 @@ static void residual_task(void *ctx, int i, int thread) {
     ci_add(j->s->x + i * H, j->s->xb + i * H, (int)H);
 }
 
-static int validate_batch(const qwen3_model *m, const qwen3_state *s, const ci_kv_cache *kv, const qwen3_batch *b,
+static int validate_batch(const qwen3_model *m, const qwen3_state *s, const ci_kv_pool *kv, const qwen3_batch *b,
                           cinfer_error *err) {
     if (b->n_tokens <= 0 || b->n_tokens > s->max_batch)
         return ci_error(err, CINFER_ERR_INVALID, "forward: batch of %d tokens (max %d)", b->n_tokens, s->max_batch);
@@ -335,60 +337,63 @@ static int validate_batch(const qwen3_model *m, const qwen3_state *s, const ci_k
     return CINFER_OK;
 }
 
-int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const qwen3_batch *b,
+static void forward_layer(const qwen3_model *m, qwen3_state *s, rows_job *rj, attn_job *aj, int l) {
+    const qwen3_layer *L = &m->w.layers[l];
+    int B = rj->b->n_tokens;
+    size_t H = (size_t)m->hp.hidden;
+    rj->layer = aj->layer = l;
+
+    rj->norm_weight = L->attn_norm;
+    ci_parallel_for(B, rmsnorm_rows_task, rj);
+    if (L->p_qkv) {
+        float *ys[3] = {s->q, s->k, s->v};
+        size_t ldy[3] = {(size_t)L->wq.rows, (size_t)L->wk.rows, (size_t)L->wv.rows};
+        ci_matmul_packed(L->p_qkv, ys, ldy, s->xb, H, B);
+    } else {
+        matmul(s->q, s->xb, B, &L->wq);
+        matmul(s->k, s->xb, B, &L->wk);
+        matmul(s->v, s->xb, B, &L->wv);
+    }
+    ci_parallel_for(B, qk_rope_store_task, rj);
+    run_attention(aj);
+    matmul1(s->xb, s->attn_out, B, &L->wo, L->p_o);
+    ci_parallel_for(B, residual_task, rj);
+
+    rj->norm_weight = L->ffn_norm;
+    ci_parallel_for(B, rmsnorm_rows_task, rj);
+    if (L->p_gate_up) {
+        float *ys[2] = {s->gate, s->up};
+        size_t ldy[2] = {(size_t)L->w_gate.rows, (size_t)L->w_up.rows};
+        ci_matmul_packed(L->p_gate_up, ys, ldy, s->xb, H, B);
+    } else {
+        matmul(s->gate, s->xb, B, &L->w_gate);
+        matmul(s->up, s->xb, B, &L->w_up);
+    }
+    ci_parallel_for(B, swiglu_task, rj);
+    matmul1(s->xb, s->gate, B, &L->w_down, L->p_down);
+    ci_parallel_for(B, residual_task, rj);
+}
+
+int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_pool *kv, const qwen3_batch *b,
                   float *logits, cinfer_error *err) {
     if (validate_batch(m, s, kv, b, err) != CINFER_OK) return err ? err->code : CINFER_ERR_INVALID;
-    if (ci_threadpool_threads() > s->n_threads) /* attention scratch is per thread */
-        return ci_error(err, CINFER_ERR_INVALID, "forward: thread pool grew to %d threads after the state was sized for %d",
-                        ci_threadpool_threads(), s->n_threads);
+    if (ci_fault_hit(CI_FAULT_FORWARD)) return ci_error(err, CINFER_ERR_NOMEM, "forward: injected fault");
+    if (plan_attention(m, s, kv, b, err) != CINFER_OK) return err ? err->code : CINFER_ERR_INVALID;
     const qwen3_hparams *hp = &m->hp;
     int B = b->n_tokens;
     size_t H = (size_t)hp->hidden;
     int d = hp->head_dim;
-
     for (int i = 0; i < B; i++) {
         const uint8_t *row = (const uint8_t *)m->w.tok_embd.data + (size_t)b->tokens[i] * ci_row_bytes(m->w.tok_embd.type, H);
         ci_dequantize_row(s->x + (size_t)i * H, row, m->w.tok_embd.type, H);
         ci_rope_cache(s->rope_cos + (size_t)i * (d / 2), s->rope_sin + (size_t)i * (d / 2), d, b->pos[i], hp->rope_theta);
     }
 
-    if (plan_attention(m, s, kv, b, err) != CINFER_OK) return err ? err->code : CINFER_ERR_INVALID;
+    /* this model's thread count: its per-thread scratch was sized for it */
+    int prev_limit = ci_threadpool_limit(s->n_threads);
     rows_job rj = {.m = m, .s = s, .b = b};
     attn_job aj = {.m = m, .s = s, .b = b, .kv = kv, .kt = ci_kernels_current()};
-    for (int l = 0; l < hp->n_layers; l++) {
-        const qwen3_layer *L = &m->w.layers[l];
-        rj.layer = aj.layer = l;
-
-        rj.norm_weight = L->attn_norm;
-        ci_parallel_for(B, rmsnorm_rows_task, &rj);
-        if (L->p_qkv) {
-            float *ys[3] = {s->q, s->k, s->v};
-            size_t ldy[3] = {(size_t)L->wq.rows, (size_t)L->wk.rows, (size_t)L->wv.rows};
-            ci_matmul_packed(L->p_qkv, ys, ldy, s->xb, H, B);
-        } else {
-            matmul(s->q, s->xb, B, &L->wq);
-            matmul(s->k, s->xb, B, &L->wk);
-            matmul(s->v, s->xb, B, &L->wv);
-        }
-        ci_parallel_for(B, qk_rope_store_task, &rj);
-        run_attention(&aj);
-        matmul1(s->xb, s->attn_out, B, &L->wo, L->p_o);
-        ci_parallel_for(B, residual_task, &rj);
-
-        rj.norm_weight = L->ffn_norm;
-        ci_parallel_for(B, rmsnorm_rows_task, &rj);
-        if (L->p_gate_up) {
-            float *ys[2] = {s->gate, s->up};
-            size_t ldy[2] = {(size_t)L->w_gate.rows, (size_t)L->w_up.rows};
-            ci_matmul_packed(L->p_gate_up, ys, ldy, s->xb, H, B);
-        } else {
-            matmul(s->gate, s->xb, B, &L->w_gate);
-            matmul(s->up, s->xb, B, &L->w_up);
-        }
-        ci_parallel_for(B, swiglu_task, &rj);
-        matmul1(s->xb, s->gate, B, &L->w_down, L->p_down);
-        ci_parallel_for(B, residual_task, &rj);
-    }
+    for (int l = 0; l < hp->n_layers; l++) forward_layer(m, s, &rj, &aj, l);
 
     /* Final norm and lm_head only for the rows that want logits. */
     int n_out = 0;
@@ -398,19 +403,19 @@ int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const q
         s->logit_rows[n_out++] = i;
     }
     if (n_out > 0) matmul1(logits, s->xb, n_out, &m->w.output, m->w.p_output);
+    ci_threadpool_limit(prev_limit);
     return n_out;
 }
 
-int qwen3_attention_layer(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const qwen3_batch *b, int layer,
+int qwen3_attention_layer(const qwen3_model *m, qwen3_state *s, ci_kv_pool *kv, const qwen3_batch *b, int layer,
                           cinfer_error *err) {
     if (layer < 0 || layer >= m->hp.n_layers || layer >= kv->n_layers)
         return ci_error(err, CINFER_ERR_INVALID, "attention: layer %d out of range", layer);
     if (validate_batch(m, s, kv, b, err) != CINFER_OK || plan_attention(m, s, kv, b, err) != CINFER_OK)
         return err ? err->code : CINFER_ERR_INVALID;
-    if (ci_threadpool_threads() > s->n_threads)
-        return ci_error(err, CINFER_ERR_INVALID, "attention: thread pool grew to %d threads after the state was sized for %d",
-                        ci_threadpool_threads(), s->n_threads);
+    int prev_limit = ci_threadpool_limit(s->n_threads);
     attn_job aj = {.m = m, .s = s, .b = b, .kv = kv, .kt = ci_kernels_current(), .layer = layer};
     run_attention(&aj);
+    ci_threadpool_limit(prev_limit);
     return CINFER_OK;
 }

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
-#include "engine/kv_cache.h"
+#include "model/kv_layout.h"
 
 /* Largest head_dim the attention scratch supports (Qwen3: 128). */
 #define CI_MAX_HEAD_DIM 512
@@ -101,7 +101,7 @@ typedef struct qwen3_attn_chunk {
 typedef struct qwen3_state {
     int max_batch;
     int max_context;
-    int n_threads;
+    int n_threads;   /* threads its forward passes use at most (per-thread scratch) */
     float *x;        /* [B, H] residual stream */
     float *xb;       /* [B, H] normed input */
     float *q;        /* [B, n_heads*d] */
@@ -125,19 +125,24 @@ typedef struct qwen3_model {
     qwen3_weights w;
 } qwen3_model;
 
-int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int max_context, cinfer_error *err);
+/* Scratch for batches of up to max_batch tokens, contexts of up to
+ * max_context positions and forward passes on up to n_threads threads
+ * (<= 0: ci_threadpool_threads()); the forward pass caps its parallel loops
+ * at that count (ci_threadpool_limit), whatever size the shared pool has. */
+int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int max_context, int n_threads,
+                     cinfer_error *err);
 void qwen3_state_free(qwen3_state *s);
 
 /* Runs the batch through the model. Writes logits (vocab floats per row) for
  * the tokens with want_logits, in batch order, into `logits`, and returns the
  * number of rows written, or < 0 on error (bad batch). */
-int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const qwen3_batch *b,
+int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_pool *kv, const qwen3_batch *b,
                   float *logits, cinfer_error *err);
 
 /* The attention step of one layer alone (tests; only m->hp is read): stores
  * the batch's K/V rows from s->k and s->v into the cache, then writes
  * s->attn_out from s->q. Returns CINFER_OK or an error (bad batch). */
-int qwen3_attention_layer(const qwen3_model *m, qwen3_state *s, ci_kv_cache *kv, const qwen3_batch *b, int layer,
+int qwen3_attention_layer(const qwen3_model *m, qwen3_state *s, ci_kv_pool *kv, const qwen3_batch *b, int layer,
                           cinfer_error *err);
 
 #endif

@@ -30,24 +30,15 @@
 
 /* --------------------------------------------------------- scheduler loop */
 
-/* A failed step has already ended the affected requests with
- * CI_FINISH_ERROR (their clients get an error), so the loop never retries
- * it as such: it logs once per run of failures and backs off (up to 1 s)
- * so that a persistent fault cannot spin a core. */
+/* ci_sched_step never fails as a whole: a failed forward pass has already
+ * ended the requests of that batch with CI_FINISH_ERROR (their clients get
+ * an error) and freed their blocks, so the loop only logs and goes on. */
 static void *scheduler_main(void *arg) {
     server *s = arg;
-    long backoff_ms = 0;
     while (!atomic_load(&s->stopping)) {
         cinfer_error err = {0};
         int active = ci_sched_step(s->sched, &err);
-        if (active < 0) {
-            if (backoff_ms == 0) fprintf(stderr, "cinfer serve: scheduler step failed: %s\n", err.message);
-            backoff_ms = backoff_ms ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : 10;
-            struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        backoff_ms = 0;
+        if (err.code != CINFER_OK) fprintf(stderr, "cinfer serve: a batch failed: %s\n", err.message);
         if (active == 0 && !atomic_load(&s->stopping)) ci_sched_wait_for_work(s->sched);
     }
     return NULL;

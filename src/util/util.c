@@ -3,6 +3,7 @@
  * other subsystems stand on.
  */
 #include "util.h"
+#include "util/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,6 +74,17 @@ void *ci_realloc_array(void *p, size_t count, size_t size) {
     size_t total;
     if (ci_mul_overflow(count, size, &total)) out_of_memory(SIZE_MAX);
     return ci_realloc(p, total);
+}
+
+void *ci_try_malloc(size_t n) {
+    if (ci_fault_hit(CI_FAULT_ALLOC)) return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *ci_try_realloc_array(void *p, size_t count, size_t size) {
+    size_t total;
+    if (ci_mul_overflow(count, size, &total) || ci_fault_hit(CI_FAULT_ALLOC)) return NULL;
+    return realloc(p, total ? total : 1);
 }
 
 char *ci_strdup(const char *s) { return ci_strndup(s, strlen(s)); }

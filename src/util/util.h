@@ -37,6 +37,12 @@ void *ci_realloc(void *p, size_t n);
 void *ci_realloc_array(void *p, size_t count, size_t size);
 char *ci_strdup(const char *s);
 char *ci_strndup(const char *s, size_t n);
+/* Fallible allocation, for the few places that turn running out of memory
+ * into an error for one request instead of aborting (the scheduler's step):
+ * NULL on failure (and on count*size overflow); the realloc leaves p valid
+ * then. Fault injection (util/fault.h) can fail these. */
+void *ci_try_malloc(size_t n);
+void *ci_try_realloc_array(void *p, size_t count, size_t size);
 
 /* Overflow-checked arithmetic; return false on overflow. */
 static inline bool ci_add_overflow(size_t a, size_t b, size_t *out) { return __builtin_add_overflow(a, b, out); }

@@ -38,12 +38,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nb; i++) blocks[i] = ci_kv_alloc_block(&kv);
     ci_block_table bt = {blocks, nb};
     qwen3_state st;
-    if (qwen3_state_init(&st, hp, chunk, n, &err)) { fprintf(stderr, "%s\n", err.message); return 1; }
+    if (qwen3_state_init(&st, hp, chunk, n, 0, &err)) { fprintf(stderr, "%s\n", err.message); return 1; }
     float *logits = malloc((size_t)chunk * hp->vocab * sizeof(float));
     for (int s0 = 0; s0 < n; s0 += chunk) {
         int m = n - s0 < chunk ? n - s0 : chunk;
         qwen3_batch b = {.n_tokens = m, .tokens = toks + s0, .pos = pos + s0, .seq = seq, .n_seqs = 1, .seq_blocks = &bt};
-        int rows = qwen3_forward(&ck.model, &st, &kv, &b, logits, &err);
+        int rows = qwen3_forward(&ck.model, &st, &kv.pool, &b, logits, &err);
         if (rows < 0) { fprintf(stderr, "%s\n", err.message); return 1; }
         for (int r = 0; r < rows; r++) {
             float *l = logits + (size_t)r * hp->vocab;

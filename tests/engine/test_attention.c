@@ -307,7 +307,7 @@ static int run_batch(model_env *env, const tok *toks, int n) {
     fill_nan(env->st.attn_out, (size_t)n * QROW);
     qwen3_batch b = {.n_tokens = n, .tokens = tokens, .pos = pos, .seq = seq, .n_seqs = 2, .seq_blocks = tables};
     cinfer_error err = {0};
-    int rc = qwen3_attention_layer(&env->m, &env->st, &env->kv, &b, LAYER, &err);
+    int rc = qwen3_attention_layer(&env->m, &env->st, &env->kv.pool, &b, LAYER, &err);
     CHECK_MSG(rc == CINFER_OK, "attention layer: %s", err.message);
     for (int i = 0; i < n; i++)
         memcpy(env->seq[toks[i].seq].out + (size_t)toks[i].pos * QROW, env->st.attn_out + (size_t)i * QROW,
@@ -362,7 +362,7 @@ static void test_model(void) {
                                .rope_theta = 1e6, .max_positions = 4096};
     ci_threadpool_set_threads(2);
     cinfer_error err = {0};
-    CHECK(qwen3_state_init(&env.st, &env.m.hp, MAX_BATCH, 512, &err) == CINFER_OK);
+    CHECK(qwen3_state_init(&env.st, &env.m.hp, MAX_BATCH, 512, 0, &err) == CINFER_OK);
     CHECK(ci_kv_cache_init(&env.kv, LAYERS, N_KV, D, BS, 48, CI_KV_F16, &err) == CINFER_OK);
     /* blocks handed out in a shuffled order */
     int32_t ids[48];
