@@ -252,8 +252,8 @@ int ci_dequantize_row(float *dst, const void *src, ci_wtype wt, size_t n)
 
 /* ---------------------------------------------------------------- dispatch */
 
-static ci_kernel_table g_tables[CI_KV_COUNT];
-static int g_have[CI_KV_COUNT];
+static ci_kernel_table g_tables[CI_KERNEL_COUNT];
+static int g_have[CI_KERNEL_COUNT];
 static const ci_kernel_table *g_cur;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_amx_int8, g_amx_bf16; /* usable and selected (cap allows it) */
@@ -291,12 +291,12 @@ static void init_once(void)
     int vnni512 = avx512 && __builtin_cpu_supports("avx512vnni");
     int bf16 = vnni512 && __builtin_cpu_supports("avx512bf16");
 
-    ci_kernels_fill_scalar(&g_tables[CI_KV_SCALAR]);
-    g_have[CI_KV_SCALAR] = 1;
-    if (avx2) { ci_kernels_fill_avx2(&g_tables[CI_KV_AVX2], 0); g_have[CI_KV_AVX2] = 1; }
-    if (avxvnni) { ci_kernels_fill_avx2(&g_tables[CI_KV_AVX2_VNNI], 1); g_have[CI_KV_AVX2_VNNI] = 1; }
-    if (avx512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512], 0); g_have[CI_KV_AVX512] = 1; }
-    if (vnni512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512_VNNI], 1); g_have[CI_KV_AVX512_VNNI] = 1; }
+    ci_kernels_fill_scalar(&g_tables[CI_KERNEL_SCALAR]);
+    g_have[CI_KERNEL_SCALAR] = 1;
+    if (avx2) { ci_kernels_fill_avx2(&g_tables[CI_KERNEL_AVX2], 0); g_have[CI_KERNEL_AVX2] = 1; }
+    if (avxvnni) { ci_kernels_fill_avx2(&g_tables[CI_KERNEL_AVX2_VNNI], 1); g_have[CI_KERNEL_AVX2_VNNI] = 1; }
+    if (avx512) { ci_kernels_fill_avx512(&g_tables[CI_KERNEL_AVX512], 0); g_have[CI_KERNEL_AVX512] = 1; }
+    if (vnni512) { ci_kernels_fill_avx512(&g_tables[CI_KERNEL_AVX512_VNNI], 1); g_have[CI_KERNEL_AVX512_VNNI] = 1; }
 
     int cap = 3;
     const char *env = getenv("CINFER_CPU");
@@ -315,11 +315,11 @@ static void init_once(void)
         g_amx_bf16 = (amx & 2) && bf16;
     }
 
-    ci_kvariant pick = CI_KV_SCALAR;
-    if (cap >= 2 && g_have[CI_KV_AVX512])
-        pick = g_have[CI_KV_AVX512_VNNI] ? CI_KV_AVX512_VNNI : CI_KV_AVX512;
-    else if (cap >= 1 && g_have[CI_KV_AVX2])
-        pick = g_have[CI_KV_AVX2_VNNI] ? CI_KV_AVX2_VNNI : CI_KV_AVX2;
+    ci_kernel_variant pick = CI_KERNEL_SCALAR;
+    if (cap >= 2 && g_have[CI_KERNEL_AVX512])
+        pick = g_have[CI_KERNEL_AVX512_VNNI] ? CI_KERNEL_AVX512_VNNI : CI_KERNEL_AVX512;
+    else if (cap >= 1 && g_have[CI_KERNEL_AVX2])
+        pick = g_have[CI_KERNEL_AVX2_VNNI] ? CI_KERNEL_AVX2_VNNI : CI_KERNEL_AVX2;
     g_cur = &g_tables[pick];
     snprintf(g_desc, sizeof g_desc, "%s%s", g_cur->name,
              g_amx_int8 && g_amx_bf16 ? "+amx" : g_amx_int8 ? "+amx-int8" : g_amx_bf16 ? "+amx-bf16" : "");
@@ -352,10 +352,10 @@ const char *ci_kernels_describe(void)
 }
 const ci_kernel_table *ci_kernels_current(void) { return cur(); }
 
-const ci_kernel_table *ci_kernels_get(ci_kvariant v)
+const ci_kernel_table *ci_kernels_get(ci_kernel_variant v)
 {
     ci_kernels_init();
-    if ((int)v < 0 || v >= CI_KV_COUNT || !g_have[v]) return NULL;
+    if ((int)v < 0 || v >= CI_KERNEL_COUNT || !g_have[v]) return NULL;
     return &g_tables[v];
 }
 
@@ -531,7 +531,7 @@ static int pack_env_enabled(void)
 
 static int pack_enabled(void)
 {
-    return cur() == &g_tables[CI_KV_AVX512_VNNI] && pack_env_enabled();
+    return cur() == &g_tables[CI_KERNEL_AVX512_VNNI] && pack_env_enabled();
 }
 
 typedef struct pack_job {

@@ -164,7 +164,7 @@ void ci_matmul(float *y, size_t ldy, const float *x, size_t ldx, int batch,
 /* A weight matrix repacked at load for the selected kernels (today: Q8_0 for
  * AVX512-VNNI, with AMX tiles for batches where usable; see kernels_packed.c;
  * BF16 for AVX-512, see kernels_bf16_packed.c). Q8_0 results are bitwise
- * those of the scalar reference (ci_kernels_get(CI_KV_SCALAR)), BF16 ones
+ * those of the scalar reference (ci_kernels_get(CI_KERNEL_SCALAR)), BF16 ones
  * those of ci_matmul_bf16_ref (x rounded to bf16, so not ci_matmul's exact
  * fp32 product), whatever the batch, kernel or thread count. Several
  * matrices with the same cols (q/k/v, gate/up) can be packed into one so one
@@ -274,14 +274,14 @@ const char *ci_kernels_describe(void);
 
 /* ---- test / bench API: reach one implementation directly ---------------- */
 
-typedef enum ci_kvariant {
-    CI_KV_SCALAR,       /* reference */
-    CI_KV_AVX2,         /* avx2+fma+f16c */
-    CI_KV_AVX2_VNNI,    /* avx2 + AVX-VNNI int8 dots (Alder Lake and later) */
-    CI_KV_AVX512,       /* avx512 f/bw/vl/dq */
-    CI_KV_AVX512_VNNI,  /* avx512 + avx512vnni int8 dots */
-    CI_KV_COUNT
-} ci_kvariant;
+typedef enum ci_kernel_variant {
+    CI_KERNEL_SCALAR,      /* reference */
+    CI_KERNEL_AVX2,        /* avx2+fma+f16c */
+    CI_KERNEL_AVX2_VNNI,   /* avx2 + AVX-VNNI int8 dots (Alder Lake and later) */
+    CI_KERNEL_AVX512,      /* avx512 f/bw/vl/dq */
+    CI_KERNEL_AVX512_VNNI, /* avx512 + avx512vnni int8 dots */
+    CI_KERNEL_COUNT
+} ci_kernel_variant;
 
 typedef struct ci_mm_args {
     float *y;
@@ -321,7 +321,7 @@ typedef struct ci_kernel_table {
 } ci_kernel_table;
 
 /* The table of one variant, or NULL when this CPU (or build) lacks it. */
-const ci_kernel_table *ci_kernels_get(ci_kvariant v);
+const ci_kernel_table *ci_kernels_get(ci_kernel_variant v);
 /* The table ci_kernels_init selected. */
 const ci_kernel_table *ci_kernels_current(void);
 /* ci_matmul through a given table (prepares x as that table needs). */

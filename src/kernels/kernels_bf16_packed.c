@@ -145,7 +145,7 @@ void ci_matmul_bf16_ref(float *y, size_t ldy, const float *x, size_t ldx, int ba
 static int avx512_selected(void)
 {
     const ci_kernel_table *t = ci_kernels_current();
-    return t == ci_kernels_get(CI_KV_AVX512) || t == ci_kernels_get(CI_KV_AVX512_VNNI);
+    return t == ci_kernels_get(CI_KERNEL_AVX512) || t == ci_kernels_get(CI_KERNEL_AVX512_VNNI);
 }
 
 typedef struct pack_job {
