@@ -4,10 +4,11 @@
  * Design
  *  - Every kernel has a scalar reference (kernels_scalar.c) and SIMD
  *    versions beside it (kernels_avx2.c, kernels_avx512.c). The build uses
- *    no -march flag: SIMD files enable instruction sets per function with
- *    `#pragma GCC target`, and ci_kernels_init() picks, once, the best
- *    implementation table for the running CPU (cpuid + xgetbv through
- *    __builtin_cpu_supports), so one binary runs on any x86-64.
+ *    no -march flag: SIMD files enable instruction sets per region
+ *    (CI_TARGET_BEGIN: `#pragma GCC target` with gcc, `#pragma clang
+ *    attribute` with clang), and ci_kernels_init() picks, once, the best
+ *    implementation table for the running CPU (ci_cpu_features: CPUID +
+ *    XGETBV), so one binary runs on any x86-64.
  *  - CINFER_CPU=scalar|avx2|avx512|amx caps the level (tests, comparisons);
  *    the default, amx, adds AMX tiles where the CPU and the OS allow them
  *    (ci_kernels_init asks Linux for the tile state once per process).
@@ -271,6 +272,28 @@ void ci_attention(const ci_attn_args *a);
 void ci_kernels_init(void);
 /* The selected implementation, e.g. "avx512+vnni", "avx2", "scalar". */
 const char *ci_kernels_describe(void);
+
+/* Instruction sets this process can use: the CPU reports them (CPUID) and
+ * the OS saves their registers (XCR0 through XGETBV). The one detection
+ * every kernel choice (and test) goes through; not capped by CINFER_CPU.
+ * AMX bits say the CPU and OS support tiles; Linux must still grant them
+ * (ci_kernels_init asks). */
+enum {
+    CI_CPU_AVX2 = 1u << 0,
+    CI_CPU_FMA = 1u << 1,
+    CI_CPU_F16C = 1u << 2,
+    CI_CPU_AVX_VNNI = 1u << 3, /* VEX-encoded vpdpbusd on ymm */
+    CI_CPU_AVX512F = 1u << 4,
+    CI_CPU_AVX512BW = 1u << 5,
+    CI_CPU_AVX512VL = 1u << 6,
+    CI_CPU_AVX512DQ = 1u << 7,
+    CI_CPU_AVX512_VNNI = 1u << 8,
+    CI_CPU_AVX512_BF16 = 1u << 9,
+    CI_CPU_AMX_TILE = 1u << 10,
+    CI_CPU_AMX_INT8 = 1u << 11,
+    CI_CPU_AMX_BF16 = 1u << 12,
+};
+unsigned ci_cpu_features(void);
 
 /* ---- test / bench API: reach one implementation directly ---------------- */
 

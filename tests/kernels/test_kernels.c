@@ -379,7 +379,7 @@ static void test_conv(void)
     CHECK(isnan(ci_fp16_to_fp32(ci_fp32_to_fp16(NAN))));
     /* against the F16C hardware: all halves widened, and a sweep of fp32 bit
      * patterns (every exponent, many mantissas, NaNs) narrowed, bit for bit */
-    if (__builtin_cpu_supports("f16c")) {
+    if (ci_cpu_features() & CI_CPU_F16C) {
         bad = 0;
         for (uint32_t h = 0; h < 65536; h++)
             if (f2u(hw_h2f((uint16_t)h)) != f2u(ci_fp16_to_fp32((uint16_t)h))) bad++;
@@ -802,7 +802,7 @@ static void test_bf16_ref_accuracy(void)
 
 static void test_packed_bf16(void)
 {
-    if (!__builtin_cpu_supports("fma")) {
+    if (!(ci_cpu_features() & CI_CPU_FMA)) {
         fprintf(stderr, "packed bf16: skipped (the model needs FMA instructions)\n");
         return;
     }
