@@ -770,6 +770,17 @@ static void test_sharded(void) {
         CHECK_MSG(m == NULL && strstr(err.message, bad[i].msg), "index case %zu: %s", i, err.message);
         ci_st_model_close(m);
     }
+    /* The parser alone, from memory (the fuzzing entry point): no file is opened. */
+    ci_st_index ix;
+    CHECK(ci_st_index_parse(good_index, strlen(good_index), "mem.json", &ix, &err) == 0);
+    CHECK(ix.n_shards == 2 && ix.n_entries == 3 && strcmp(ix.shards[1], "model-00002-of-00002.safetensors") == 0);
+    CHECK(ix.n_entries == 3 && strcmp(ix.tensors[2], "lm_head") == 0 && ix.shard_of[2] == 1 && ix.shard_of[1] == 0);
+    ci_st_index_free(&ix);
+    const char *dup = "{\"weight_map\":{\"a\":\"s\",\"a\":\"t\"}}";
+    CHECK(ci_st_index_parse(dup, strlen(dup), "mem.json", &ix, &err) != 0 && strstr(err.message, "mem.json") &&
+          ix.n_entries == 0 && ix.tensors == NULL);
+    CHECK(ci_st_index_parse(bad[0].json, strlen(bad[0].json), "mem.json", &ix, &err) != 0 &&
+          strstr(err.message, "invalid shard name"));
     char *empty = tmp_path("empty_dir");
     mkdir(empty, 0777);
     CHECK(ci_st_model_open(empty, &err) == NULL && err.code == CINFER_ERR_IO);
