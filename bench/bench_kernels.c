@@ -101,12 +101,13 @@ int main(int argc, char **argv)
             float *x = ci_malloc(sizeof(float) * (size_t)s->batch * s->cols);
             float *y = ci_malloc(sizeof(float) * (size_t)s->batch * s->rows);
             for (size_t i = 0; i < (size_t)s->batch * s->cols; i++) x[i] = (float)((i * 37) % 101 - 50) / 50.0f;
-            for (int v = 0; v < CI_KV_COUNT; v++) {
-                const ci_kernel_table *t = ci_kernels_get((ci_kvariant)v);
+            for (int v = 0; v < CI_KERNEL_COUNT; v++) {
+                const ci_kernel_table *t = ci_kernels_get((ci_kernel_variant)v);
                 if (!t) continue;
-                if (v == CI_KV_SCALAR && s->batch > 1 && !all) continue;
+                if (v == CI_KERNEL_SCALAR && s->batch > 1 && !all) continue;
                 /* variants that share code for this type: skip duplicates */
-                if ((wt == CI_WT_F32 || wt == CI_WT_BF16) && (v == CI_KV_AVX2_VNNI || v == CI_KV_AVX512_VNNI)) continue;
+                if ((wt == CI_WT_F32 || wt == CI_WT_BF16) && (v == CI_KERNEL_AVX2_VNNI || v == CI_KERNEL_AVX512_VNNI))
+                    continue;
                 for (int thr = 1; thr <= 2; thr++) {
                     ci_threadpool_set_threads(thr);
                     ci_matmul_with(t, y, (size_t)s->rows, x, (size_t)s->cols, s->batch, w, wt, s->rows, s->cols);

@@ -36,7 +36,7 @@ static void usage(FILE *out) {
             "Norm vectors stay F32. A matrix whose rows are not a multiple of 256 (K-quants)\n"
             "falls back to Q8_0 (llama.cpp: Q5_0, which cinfer does not compute), one not a\n"
             "multiple of 32 to F16. Matrices of a GGUF input already in the chosen type are\n"
-            "copied unchanged. Uses all cores (OMP_NUM_THREADS caps them).\n\n"
+            "copied unchanged. Uses all cores (CINFER_THREADS caps them).\n\n"
             "  --type T    the scheme (required)\n"
             "  --quiet     no progress line and no summary\n");
 }

@@ -10,6 +10,8 @@
 #include "numeric.h"
 
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,33 +97,37 @@ static void decode_scalar(uint32_t type, const uint8_t *p, ci_gguf_value *out) {
 static bool is_unsigned(uint32_t t) { return t == CI_GGUF_UINT8 || t == CI_GGUF_UINT16 || t == CI_GGUF_UINT32 || t == CI_GGUF_UINT64; }
 static bool is_signed(uint32_t t) { return t == CI_GGUF_INT8 || t == CI_GGUF_INT16 || t == CI_GGUF_INT32 || t == CI_GGUF_INT64; }
 
-static ci_gguf_value array_element(const ci_gguf_value *arr, size_t i) {
-    ci_gguf_value v = {0};
+/* False when i is out of range or the array does not hold scalars. */
+static bool array_element(const ci_gguf_value *arr, size_t i, ci_gguf_value *out) {
     size_t w = value_type_width(arr->v.arr.elem_type);
-    if (w && i < arr->v.arr.count) decode_scalar(arr->v.arr.elem_type, arr->v.arr.raw + i * w, &v);
-    return v;
+    if (arr->type != CI_GGUF_ARRAY || !w || i >= arr->v.arr.count) return false;
+    decode_scalar(arr->v.arr.elem_type, arr->v.arr.raw + i * w, out);
+    return true;
 }
 
-uint64_t ci_gguf_array_u64(const ci_gguf_value *arr, size_t i) {
-    ci_gguf_value v = array_element(arr, i);
-    if (is_unsigned(v.type)) return v.v.u;
-    if (is_signed(v.type)) return (uint64_t)v.v.i;
-    if (v.type == CI_GGUF_BOOL) return v.v.b;
-    if (v.type == CI_GGUF_FLOAT32 || v.type == CI_GGUF_FLOAT64) return (uint64_t)v.v.f;
-    return 0;
+/* Integers only, as the scalar getters: a float element (which could be NaN,
+ * fractional or beyond the integer range) is refused, never converted. */
+bool ci_gguf_array_u64(const ci_gguf_value *arr, size_t i, uint64_t *out) {
+    ci_gguf_value v;
+    if (!array_element(arr, i, &v)) return false;
+    if (is_unsigned(v.type)) *out = v.v.u;
+    else if (is_signed(v.type) && v.v.i >= 0) *out = (uint64_t)v.v.i;
+    else return false;
+    return true;
 }
 
-int64_t ci_gguf_array_i64(const ci_gguf_value *arr, size_t i) {
-    ci_gguf_value v = array_element(arr, i);
-    if (is_signed(v.type)) return v.v.i;
-    if (is_unsigned(v.type)) return (int64_t)v.v.u;
-    if (v.type == CI_GGUF_BOOL) return v.v.b;
-    if (v.type == CI_GGUF_FLOAT32 || v.type == CI_GGUF_FLOAT64) return (int64_t)v.v.f;
-    return 0;
+bool ci_gguf_array_i64(const ci_gguf_value *arr, size_t i, int64_t *out) {
+    ci_gguf_value v;
+    if (!array_element(arr, i, &v)) return false;
+    if (is_signed(v.type)) *out = v.v.i;
+    else if (is_unsigned(v.type) && v.v.u <= (uint64_t)INT64_MAX) *out = (int64_t)v.v.u;
+    else return false;
+    return true;
 }
 
 double ci_gguf_array_f64(const ci_gguf_value *arr, size_t i) {
-    ci_gguf_value v = array_element(arr, i);
+    ci_gguf_value v;
+    if (!array_element(arr, i, &v)) return 0;
     if (v.type == CI_GGUF_FLOAT32 || v.type == CI_GGUF_FLOAT64) return v.v.f;
     if (is_signed(v.type)) return (double)v.v.i;
     if (is_unsigned(v.type)) return (double)v.v.u;
@@ -197,6 +203,11 @@ static void free_value(ci_gguf_value *v) {
     v->v.arr.items = NULL;
 }
 
+/* printf precision for a key quoted in a message: at most 200 bytes, and never
+ * a length that does not fit an int (a negative precision would print up to
+ * a NUL the mapping does not have). */
+static int key_shown(size_t len) { return (int)(len > 200 ? 200 : len); }
+
 /* `key` names the metadata entry for error messages. */
 static int read_value(cursor *c, uint32_t type, ci_gguf_value *out, int depth, const ci_gguf_str *key) {
     memset(out, 0, sizeof *out);
@@ -214,10 +225,10 @@ static int read_value(cursor *c, uint32_t type, ci_gguf_value *out, int depth, c
     }
     if (type != CI_GGUF_ARRAY)
         return ci_error(c->err, CINFER_ERR_FORMAT, "%s: metadata key '%.*s' has unknown value type %u", c->name,
-                        (int)key->len, key->ptr, type);
+                        key_shown(key->len), key->ptr, type);
     if (depth >= CI_GGUF_MAX_ARRAY_DEPTH)
         return ci_error(c->err, CINFER_ERR_LIMIT, "%s: metadata key '%.*s': arrays nested deeper than %d", c->name,
-                        (int)key->len, key->ptr, CI_GGUF_MAX_ARRAY_DEPTH);
+                        key_shown(key->len), key->ptr, CI_GGUF_MAX_ARRAY_DEPTH);
     uint32_t elem_type;
     uint64_t count;
     if (read_u32(c, &elem_type, "an array element type") || read_u64(c, &count, "an array length")) goto context;
@@ -226,14 +237,14 @@ static int read_value(cursor *c, uint32_t type, ci_gguf_value *out, int depth, c
     size_t min_elem = elem_width ? elem_width : elem_type == CI_GGUF_STRING ? 8 : elem_type == CI_GGUF_ARRAY ? 12 : 0;
     if (min_elem == 0)
         return ci_error(c->err, CINFER_ERR_FORMAT, "%s: metadata key '%.*s': array of unknown element type %u",
-                        c->name, (int)key->len, key->ptr, elem_type);
+                        c->name, key_shown(key->len), key->ptr, elem_type);
     if (count > CI_GGUF_MAX_ARRAY_LEN)
         return ci_error(c->err, CINFER_ERR_LIMIT, "%s: metadata key '%.*s': array of %llu elements exceeds the limit of %u",
-                        c->name, (int)key->len, key->ptr, (unsigned long long)count, CI_GGUF_MAX_ARRAY_LEN);
+                        c->name, key_shown(key->len), key->ptr, (unsigned long long)count, CI_GGUF_MAX_ARRAY_LEN);
     if (count > remaining(c) / min_elem)
         return ci_error(c->err, CINFER_ERR_FORMAT,
                         "%s: metadata key '%.*s': array claims %llu elements but only %zu bytes remain", c->name,
-                        (int)key->len, key->ptr, (unsigned long long)count, remaining(c));
+                        key_shown(key->len), key->ptr, (unsigned long long)count, remaining(c));
     out->v.arr.elem_type = elem_type;
     out->v.arr.count = (size_t)count;
     if (elem_width) {
@@ -259,7 +270,7 @@ static int read_value(cursor *c, uint32_t type, ci_gguf_value *out, int depth, c
         }
     return 0;
 context:
-    ci_error_prefix(c->err, "metadata key '%.*s'", (int)(key->len > 200 ? 200 : key->len), key->ptr);
+    ci_error_prefix(c->err, "metadata key '%.*s'", key_shown(key->len), key->ptr);
     return CINFER_ERR_FORMAT;
 }
 
@@ -314,7 +325,7 @@ static int parse(ci_gguf_file *f, cinfer_error *err) {
         f->n_kv = i + 1; /* so close() frees what was parsed */
         if (ci_name_index_insert(&f->priv->kv_index, kv->key.ptr, kv->key.len, i) != SIZE_MAX)
             return ci_error(err, CINFER_ERR_FORMAT, "%s: duplicate metadata key '%.*s'", f->path,
-                            (int)(kv->key.len > 200 ? 200 : kv->key.len), kv->key.ptr);
+                            key_shown(kv->key.len), kv->key.ptr);
         if (key_is(&kv->key, "general.alignment")) {
             if (kv->value.type != CI_GGUF_UINT32)
                 return ci_error(err, CINFER_ERR_FORMAT, "%s: general.alignment must be a uint32, not %s", f->path,
@@ -476,7 +487,7 @@ bool ci_gguf_get_f64(const ci_gguf_file *f, const char *key, double *out) {
 
 bool ci_gguf_get_f32(const ci_gguf_file *f, const char *key, float *out) {
     double d;
-    if (!ci_gguf_get_f64(f, key, &d)) return false;
+    if (!ci_gguf_get_f64(f, key, &d) || (isfinite(d) && fabs(d) > FLT_MAX)) return false;
     *out = (float)d;
     return true;
 }
@@ -706,6 +717,10 @@ int ci_gguf_writer_add_tensor(ci_gguf_writer *w, const char *name, uint32_t type
         w->cap_tensors = w->cap_tensors ? w->cap_tensors * 2 : 64;
         w->tensors = ci_realloc_array(w->tensors, w->cap_tensors, sizeof *w->tensors);
     }
+    uint64_t padded, end;
+    if (__builtin_add_overflow(bytes, (uint64_t)w->alignment - 1, &padded) ||
+        __builtin_add_overflow(w->data_size, padded / w->alignment * w->alignment, &end))
+        return ci_error(err, CINFER_ERR_INVALID, "%s: tensor '%s': data size overflows", w->path, name);
     writer_tensor *t = &w->tensors[w->n_tensors];
     t->name = ci_strdup(name);
     if (ci_name_index_insert(&w->names, t->name, strlen(t->name), w->n_tensors) != SIZE_MAX) {
@@ -715,8 +730,7 @@ int ci_gguf_writer_add_tensor(ci_gguf_writer *w, const char *name, uint32_t type
     t->offset = w->data_size;
     t->bytes = bytes;
     w->n_tensors++;
-    uint64_t padded = (bytes + w->alignment - 1) / w->alignment * w->alignment;
-    w->data_size += padded;
+    w->data_size = end;
     put_str(&w->infos, name, strlen(name));
     put_u32(&w->infos, n_dims);
     for (uint32_t d = 0; d < n_dims; d++) put_u64(&w->infos, ne[d]);

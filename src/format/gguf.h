@@ -92,9 +92,12 @@ struct ci_gguf_value {
     } v;
 };
 
-/* Numeric element i of an array value (any integer / float / bool element type). */
-uint64_t ci_gguf_array_u64(const ci_gguf_value *arr, size_t i);
-int64_t ci_gguf_array_i64(const ci_gguf_value *arr, size_t i);
+/* Integer element i of an array value: false when i is out of range, the
+ * element type is not an integer type (float, bool, string and array
+ * elements are refused, as by ci_gguf_get_i64) or the value does not fit. */
+bool ci_gguf_array_u64(const ci_gguf_value *arr, size_t i, uint64_t *out);
+bool ci_gguf_array_i64(const ci_gguf_value *arr, size_t i, int64_t *out);
+/* Numeric element i (any integer / float / bool element type); 0 when i is out of range. */
 double ci_gguf_array_f64(const ci_gguf_value *arr, size_t i);
 const char *ci_gguf_value_type_name(uint32_t type);
 
@@ -140,7 +143,7 @@ const ci_gguf_tensor *ci_gguf_find_tensor(const ci_gguf_file *f, const char *nam
 
 /* Typed lookups: return false when the key is absent or does not hold a
  * value convertible to the type without loss (integers of any width in
- * range; float32/float64 for floats). */
+ * range; float32/float64 for floats, within float range for _f32). */
 bool ci_gguf_get_u32(const ci_gguf_file *f, const char *key, uint32_t *out);
 bool ci_gguf_get_u64(const ci_gguf_file *f, const char *key, uint64_t *out);
 bool ci_gguf_get_i64(const ci_gguf_file *f, const char *key, int64_t *out);

@@ -7,6 +7,7 @@
 
 #include "gguf.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -128,8 +129,9 @@ int ci_model_config_validate(const ci_model_config *c, const char *name, cinfer_
         return ci_error(err, CINFER_ERR_FORMAT, "%s: head_dim %u must be even for rotary embeddings", name, c->head_dim);
     if (!(c->rms_norm_eps > 0.0 && c->rms_norm_eps < 1.0))
         return ci_error(err, CINFER_ERR_FORMAT, "%s: rms_norm_eps %g must be in (0, 1)", name, c->rms_norm_eps);
-    if (!(c->rope_theta > 0.0 && isfinite(c->rope_theta)))
-        return ci_error(err, CINFER_ERR_FORMAT, "%s: rope_theta %g must be positive", name, c->rope_theta);
+    /* the kernels compute with a float base (as HF), so it must fit one */
+    if (!(c->rope_theta > 0.0 && c->rope_theta <= FLT_MAX))
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: rope_theta %g must be positive and fit a float", name, c->rope_theta);
     for (int i = 0; i < c->n_eos; i++)
         if ((uint32_t)c->eos_token_ids[i] >= c->vocab_size)
             return ci_error(err, CINFER_ERR_FORMAT, "%s: eos_token_id %d is outside the vocabulary (%u)", name,

@@ -297,79 +297,105 @@ static ci_st_model *open_single(const char *path, cinfer_error *err) {
     return m;
 }
 
+void ci_st_index_free(ci_st_index *ix) {
+    for (size_t i = 0; i < ix->n_shards; i++) free(ix->shards[i]);
+    for (size_t i = 0; i < ix->n_entries; i++) free(ix->tensors[i]);
+    free(ix->shards);
+    free(ix->tensors);
+    free(ix->shard_of);
+    memset(ix, 0, sizeof *ix);
+}
+
+int ci_st_index_parse(const char *json, size_t len, const char *name, ci_st_index *ix, cinfer_error *err) {
+    memset(ix, 0, sizeof *ix);
+    json_error_t je;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) return ci_error(err, CINFER_ERR_FORMAT, "%s:%d:%d: %s", name, je.line, je.column, je.text);
+    json_t *map = json_object_get(root, "weight_map");
+    int rc = 0;
+    if (!json_is_object(map)) {
+        rc = ci_error(err, CINFER_ERR_FORMAT, "%s: no \"weight_map\" object", name);
+        goto done;
+    }
+    size_t n = json_object_size(map);
+    if (n > CI_ST_MAX_TENSORS) {
+        rc = ci_error(err, CINFER_ERR_LIMIT, "%s: %zu tensors in weight_map exceed the limit", name, n);
+        goto done;
+    }
+    ix->tensors = ci_calloc(n ? n : 1, sizeof *ix->tensors);
+    ix->shard_of = ci_calloc(n ? n : 1, sizeof *ix->shard_of);
+    ci_name_index shard_names;
+    ci_name_index_init(&shard_names, 16);
+    const char *tensor;
+    json_t *file;
+    json_object_foreach(map, tensor, file) {
+        const char *shard = json_string_value(file);
+        /* Shard names are plain file names next to the index: never a path. */
+        if (!shard || !*shard || strchr(shard, '/') || strcmp(shard, ".") == 0 || strcmp(shard, "..") == 0) {
+            rc = ci_error(err, CINFER_ERR_FORMAT, "%s: tensor '%.120s' maps to an invalid shard name", name, tensor);
+            break;
+        }
+        size_t which = ci_name_index_find(&shard_names, shard, strlen(shard));
+        if (which == SIZE_MAX) {
+            if (ix->n_shards >= CI_ST_MAX_SHARDS) {
+                rc = ci_error(err, CINFER_ERR_LIMIT, "%s: more than %d shards", name, CI_ST_MAX_SHARDS);
+                break;
+            }
+            ix->shards = ci_realloc_array(ix->shards, ix->n_shards + 1, sizeof *ix->shards);
+            which = ix->n_shards;
+            ix->shards[ix->n_shards++] = ci_strdup(shard);
+            ci_name_index_insert(&shard_names, ix->shards[which], strlen(shard), which);
+        }
+        ix->tensors[ix->n_entries] = ci_strdup(tensor);
+        ix->shard_of[ix->n_entries++] = which;
+    }
+    ci_name_index_free(&shard_names);
+done:
+    json_decref(root);
+    if (rc) ci_st_index_free(ix);
+    return rc;
+}
+
 static ci_st_model *open_index(const char *index_path, cinfer_error *err) {
     size_t len;
     char *text = ci_read_file(index_path, 64u << 20, &len, err);
     if (!text) return NULL;
-    json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    ci_st_index ix;
+    int rc = ci_st_index_parse(text, len, index_path, &ix, err);
     free(text);
-    if (!root) {
-        ci_error(err, CINFER_ERR_FORMAT, "%s:%d:%d: %s", index_path, je.line, je.column, je.text);
-        return NULL;
-    }
+    if (rc) return NULL;
     char *dir = ci_strdup(index_path);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     else strcpy(dir, ".");
     ci_st_model *m = model_new(dir);
     free(dir);
-    json_t *map = json_object_get(root, "weight_map");
-    int rc = 0;
-    if (!json_is_object(map)) {
-        rc = ci_error(err, CINFER_ERR_FORMAT, "%s: no \"weight_map\" object", index_path);
-        goto done;
+    m->files = ci_calloc(ix.n_shards ? ix.n_shards : 1, sizeof *m->files);
+    for (size_t i = 0; i < ix.n_shards && !rc; i++) {
+        char *path = ci_path_join(m->dir, ix.shards[i]);
+        m->files[i] = ci_st_open(path, err);
+        free(path);
+        if (!m->files[i]) {
+            ci_error_prefix(err, "%s", index_path);
+            rc = CINFER_ERR_FORMAT;
+        } else {
+            m->n_files = i + 1;
+        }
     }
-    size_t n = json_object_size(map);
-    m->tensors = ci_calloc(n ? n : 1, sizeof *m->tensors);
-    m->files = ci_calloc(1, sizeof *m->files);
-    ci_name_index shard_names;
-    ci_name_index_init(&shard_names, 16);
-    const char *name;
-    json_t *file;
-    json_object_foreach(map, name, file) {
-        const char *shard = json_string_value(file);
-        /* Shard names are plain file names next to the index: never a path. */
-        if (!shard || !*shard || strchr(shard, '/') || strcmp(shard, ".") == 0 || strcmp(shard, "..") == 0) {
-            rc = ci_error(err, CINFER_ERR_FORMAT, "%s: tensor '%.120s' maps to an invalid shard name", index_path, name);
-            break;
-        }
-        size_t which = ci_name_index_find(&shard_names, shard, strlen(shard));
-        if (which == SIZE_MAX) {
-            if (m->n_files >= CI_ST_MAX_SHARDS) {
-                rc = ci_error(err, CINFER_ERR_LIMIT, "%s: more than %d shards", index_path, CI_ST_MAX_SHARDS);
-                break;
-            }
-            char *path = ci_path_join(m->dir, shard);
-            ci_st_file *f = ci_st_open(path, err);
-            free(path);
-            if (!f) {
-                ci_error_prefix(err, "%s", index_path);
-                rc = CINFER_ERR_FORMAT;
-                break;
-            }
-            m->files = ci_realloc_array(m->files, m->n_files + 1, sizeof *m->files);
-            which = m->n_files;
-            m->files[m->n_files++] = f;
-            /* Key the index with the shard's own copy of its name. */
-            ci_name_index_insert(&shard_names, f->path + strlen(f->path) - strlen(shard), strlen(shard), which);
-        }
-        const ci_st_tensor *t = ci_st_find(m->files[which], name);
-        if (!t) {
+    m->tensors = ci_calloc(ix.n_entries ? ix.n_entries : 1, sizeof *m->tensors);
+    for (size_t i = 0; i < ix.n_entries && !rc; i++) {
+        const ci_st_tensor *t = ci_st_find(m->files[ix.shard_of[i]], ix.tensors[i]);
+        if (!t)
             rc = ci_error(err, CINFER_ERR_FORMAT, "%s: tensor '%.120s' is listed in shard %s but that file does not hold it",
-                          index_path, name, shard);
-            break;
-        }
-        m->tensors[m->n_tensors++] = t;
+                          index_path, ix.tensors[i], ix.shards[ix.shard_of[i]]);
+        else m->tensors[m->n_tensors++] = t;
     }
-    ci_name_index_free(&shard_names);
-    if (!rc) model_index_tensors(m);
-done:
-    json_decref(root);
+    ci_st_index_free(&ix);
     if (rc) {
         ci_st_model_close(m);
         return NULL;
     }
+    model_index_tensors(m);
     return m;
 }
 

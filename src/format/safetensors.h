@@ -88,6 +88,20 @@ typedef struct ci_st_model {
 } ci_st_model;
 
 ci_st_model *ci_st_model_open(const char *path, cinfer_error *err);
+
+/* model.safetensors.index.json parsed from memory: which shard (a plain file
+ * name next to the index, never a path) holds each tensor. `name` is used in
+ * messages. ci_st_model_open reads the file, parses it with this and opens
+ * the shards. */
+typedef struct ci_st_index {
+    size_t n_shards;
+    char **shards;      /* distinct shard names, in order of first mention */
+    size_t n_entries;
+    char **tensors;     /* tensor names, in weight_map order */
+    size_t *shard_of;   /* per entry: index into shards */
+} ci_st_index;
+int ci_st_index_parse(const char *json, size_t len, const char *name, ci_st_index *ix, cinfer_error *err);
+void ci_st_index_free(ci_st_index *ix);
 void ci_st_model_close(ci_st_model *m);
 const ci_st_tensor *ci_st_model_find(const ci_st_model *m, const char *name);
 

@@ -12,6 +12,7 @@
 #include "gguf.h"
 #include "numeric.h"
 #include "safetensors.h"
+#include "kernels/threadpool.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -174,6 +175,24 @@ static void progress_step(progress *p, uint64_t bytes) {
     if (p->done == p->total) fputc('\n', stderr);
 }
 
+/* The generator is counter based, so slices of a chunk are independent and
+ * can be filled by the thread pool in any order. */
+#define FILL_SLICES 16
+typedef struct fill_slices {
+    uint64_t seed;
+    const ci_test_model_tensor *t;
+    uint64_t start;
+    size_t n;
+    float *values;
+} fill_slices;
+
+static void fill_slice(void *ctx, int slice, int thread) {
+    const fill_slices *f = ctx;
+    const size_t per = (f->n + FILL_SLICES - 1) / FILL_SLICES, a = (size_t)slice * per;
+    const size_t b = a + per < f->n ? a + per : f->n;
+    if (a < b) ci_test_model_fill(f->seed, f->t, f->start + a, b - a, f->values + a);
+}
+
 /* Generates a tensor and streams it in `dtype` (already resolved for 1-D).
  * `precision` is the type the values pass through first: a GGUF converted
  * from a BF16 checkpoint keeps its norms as F32 holding BF16 values, so the
@@ -187,13 +206,8 @@ static int stream_tensor(const ci_test_model_options *o, const ci_test_model_ten
     int rc = 0;
     for (uint64_t start = 0; start < total && rc == 0; start += CHUNK) {
         size_t n = total - start < CHUNK ? (size_t)(total - start) : CHUNK;
-        /* The generator is counter based, so slices of the chunk are independent. */
-        const size_t slices = 16, per = (n + slices - 1) / slices;
-#pragma omp parallel for schedule(static)
-        for (size_t s = 0; s < slices; s++) {
-            size_t a = s * per, b = a + per < n ? a + per : n;
-            if (a < b) ci_test_model_fill(o->seed, t, start + a, b - a, values + a);
-        }
+        fill_slices f = {o->seed, t, start, n, values};
+        ci_parallel_for(FILL_SLICES, fill_slice, &f);
         if (precision == CI_TM_BF16 && dtype == CI_TM_F32)
             for (size_t j = 0; j < n; j++) values[j] = ci_bf16_to_fp32(ci_fp32_to_bf16(values[j]));
         else if (precision == CI_TM_F16 && dtype == CI_TM_F32)

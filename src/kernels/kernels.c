@@ -252,51 +252,79 @@ int ci_dequantize_row(float *dst, const void *src, ci_wtype wt, size_t n)
 
 /* ---------------------------------------------------------------- dispatch */
 
-static ci_kernel_table g_tables[CI_KV_COUNT];
-static int g_have[CI_KV_COUNT];
+static ci_kernel_table g_tables[CI_KERNEL_COUNT];
+static int g_have[CI_KERNEL_COUNT];
 static const ci_kernel_table *g_cur;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_amx_int8, g_amx_bf16; /* usable and selected (cap allows it) */
 static char g_desc[64];            /* ci_kernels_describe: table name + AMX */
 
-/* AMX: the CPU reports the tile features (CPUID.7.0:EDX bits 24 tile,
- * 25 int8, 22 bf16), the OS enables the tile state in XCR0 (bits 17, 18),
- * and Linux grants this process the right to use the 8 KiB tile data
- * (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without the last
- * step the first tile instruction faults. Returns a bit mask: 1 int8, 2 bf16. */
-static int amx_detect(void)
+/* XCR0: the register state the OS saves on a context switch. An ISA is
+ * usable only when the CPU has it and the OS saves its registers. */
+#define XCR0_YMM 0x6u         /* SSE + AVX upper halves */
+#define XCR0_ZMM 0xe0u        /* opmask, ZMM0-15 upper halves, ZMM16-31 */
+#define XCR0_TILE (3u << 17)  /* XTILECFG, XTILEDATA */
+
+unsigned ci_cpu_features(void)
 {
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    if (!(d & (1u << 24))) return 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* OSXSAVE */
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & (3u << 17)) != (3u << 17)) return 0;
-    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0) return 0;
-    __get_cpuid_count(7, 0, &a, &b, &c, &d);
-    return ((d >> 25) & 1 ? 1 : 0) | ((d >> 22) & 1 ? 2 : 0);
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const unsigned l1c = c;
+    if (!(l1c & (1u << 27))) return 0; /* OSXSAVE: XGETBV and XCR0 unavailable */
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    const int ymm = (xlo & XCR0_YMM) == XCR0_YMM, zmm = ymm && (xlo & XCR0_ZMM) == XCR0_ZMM;
+    const int tile = (xlo & XCR0_TILE) == XCR0_TILE;
+    if (!ymm || !(l1c & (1u << 28))) return 0; /* AVX: nothing below is usable without it */
+
+    unsigned f = 0;
+    if (l1c & (1u << 12)) f |= CI_CPU_FMA;
+    if (l1c & (1u << 29)) f |= CI_CPU_F16C;
+    unsigned b7 = 0, c7 = 0, d7 = 0, a71 = 0;
+    if (__get_cpuid_count(7, 0, &a, &b7, &c7, &d7) && a >= 1) __get_cpuid_count(7, 1, &a71, &b, &c, &d);
+    if (b7 & (1u << 5)) f |= CI_CPU_AVX2;
+    if (a71 & (1u << 4)) f |= CI_CPU_AVX_VNNI;
+    if (zmm) {
+        if (b7 & (1u << 16)) f |= CI_CPU_AVX512F;
+        if (b7 & (1u << 17)) f |= CI_CPU_AVX512DQ;
+        if (b7 & (1u << 30)) f |= CI_CPU_AVX512BW;
+        if (b7 & (1u << 31)) f |= CI_CPU_AVX512VL;
+        if (c7 & (1u << 11)) f |= CI_CPU_AVX512_VNNI;
+        if (a71 & (1u << 5)) f |= CI_CPU_AVX512_BF16;
+    }
+    if (tile && (d7 & (1u << 24))) {
+        f |= CI_CPU_AMX_TILE;
+        if (d7 & (1u << 25)) f |= CI_CPU_AMX_INT8;
+        if (d7 & (1u << 22)) f |= CI_CPU_AMX_BF16;
+    }
+    return f;
 }
+
+/* Linux lets a process use the 8 KiB of AMX tile data only after it asks
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); without that the
+ * first tile instruction faults. */
+static int amx_request_permission(void)
+{
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
+
+static int has_all(unsigned have, unsigned want) { return (have & want) == want; }
 
 static void init_once(void)
 {
-    __builtin_cpu_init();
-    /* __builtin_cpu_supports also checks (xgetbv) that the OS saves the
-     * ymm/zmm state, so a feature reported here is usable. */
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
-    int avxvnni = avx2 && __builtin_cpu_supports("avxvnni");
-    int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    int vnni512 = avx512 && __builtin_cpu_supports("avx512vnni");
-    int bf16 = vnni512 && __builtin_cpu_supports("avx512bf16");
+    const unsigned f = ci_cpu_features();
+    int avx2 = has_all(f, CI_CPU_AVX2 | CI_CPU_FMA | CI_CPU_F16C);
+    int avxvnni = avx2 && has_all(f, CI_CPU_AVX_VNNI);
+    int avx512 = avx2 && has_all(f, CI_CPU_AVX512F | CI_CPU_AVX512BW | CI_CPU_AVX512VL | CI_CPU_AVX512DQ);
+    int vnni512 = avx512 && has_all(f, CI_CPU_AVX512_VNNI);
+    int bf16 = vnni512 && has_all(f, CI_CPU_AVX512_BF16);
 
-    ci_kernels_fill_scalar(&g_tables[CI_KV_SCALAR]);
-    g_have[CI_KV_SCALAR] = 1;
-    if (avx2) { ci_kernels_fill_avx2(&g_tables[CI_KV_AVX2], 0); g_have[CI_KV_AVX2] = 1; }
-    if (avxvnni) { ci_kernels_fill_avx2(&g_tables[CI_KV_AVX2_VNNI], 1); g_have[CI_KV_AVX2_VNNI] = 1; }
-    if (avx512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512], 0); g_have[CI_KV_AVX512] = 1; }
-    if (vnni512) { ci_kernels_fill_avx512(&g_tables[CI_KV_AVX512_VNNI], 1); g_have[CI_KV_AVX512_VNNI] = 1; }
+    ci_kernels_fill_scalar(&g_tables[CI_KERNEL_SCALAR]);
+    g_have[CI_KERNEL_SCALAR] = 1;
+    if (avx2) { ci_kernels_fill_avx2(&g_tables[CI_KERNEL_AVX2], 0); g_have[CI_KERNEL_AVX2] = 1; }
+    if (avxvnni) { ci_kernels_fill_avx2(&g_tables[CI_KERNEL_AVX2_VNNI], 1); g_have[CI_KERNEL_AVX2_VNNI] = 1; }
+    if (avx512) { ci_kernels_fill_avx512(&g_tables[CI_KERNEL_AVX512], 0); g_have[CI_KERNEL_AVX512] = 1; }
+    if (vnni512) { ci_kernels_fill_avx512(&g_tables[CI_KERNEL_AVX512_VNNI], 1); g_have[CI_KERNEL_AVX512_VNNI] = 1; }
 
     int cap = 3;
     const char *env = getenv("CINFER_CPU");
@@ -309,17 +337,16 @@ static void init_once(void)
     }
     /* AMX kernels work on packed weights and need the AVX-512 table beside
      * them for everything else. */
-    if (cap >= 3 && vnni512) {
-        int amx = amx_detect();
-        g_amx_int8 = amx & 1;
-        g_amx_bf16 = (amx & 2) && bf16;
+    if (cap >= 3 && vnni512 && has_all(f, CI_CPU_AMX_TILE) && amx_request_permission()) {
+        g_amx_int8 = has_all(f, CI_CPU_AMX_INT8);
+        g_amx_bf16 = has_all(f, CI_CPU_AMX_BF16) && bf16;
     }
 
-    ci_kvariant pick = CI_KV_SCALAR;
-    if (cap >= 2 && g_have[CI_KV_AVX512])
-        pick = g_have[CI_KV_AVX512_VNNI] ? CI_KV_AVX512_VNNI : CI_KV_AVX512;
-    else if (cap >= 1 && g_have[CI_KV_AVX2])
-        pick = g_have[CI_KV_AVX2_VNNI] ? CI_KV_AVX2_VNNI : CI_KV_AVX2;
+    ci_kernel_variant pick = CI_KERNEL_SCALAR;
+    if (cap >= 2 && g_have[CI_KERNEL_AVX512])
+        pick = g_have[CI_KERNEL_AVX512_VNNI] ? CI_KERNEL_AVX512_VNNI : CI_KERNEL_AVX512;
+    else if (cap >= 1 && g_have[CI_KERNEL_AVX2])
+        pick = g_have[CI_KERNEL_AVX2_VNNI] ? CI_KERNEL_AVX2_VNNI : CI_KERNEL_AVX2;
     g_cur = &g_tables[pick];
     snprintf(g_desc, sizeof g_desc, "%s%s", g_cur->name,
              g_amx_int8 && g_amx_bf16 ? "+amx" : g_amx_int8 ? "+amx-int8" : g_amx_bf16 ? "+amx-bf16" : "");
@@ -352,10 +379,10 @@ const char *ci_kernels_describe(void)
 }
 const ci_kernel_table *ci_kernels_current(void) { return cur(); }
 
-const ci_kernel_table *ci_kernels_get(ci_kvariant v)
+const ci_kernel_table *ci_kernels_get(ci_kernel_variant v)
 {
     ci_kernels_init();
-    if ((int)v < 0 || v >= CI_KV_COUNT || !g_have[v]) return NULL;
+    if ((int)v < 0 || v >= CI_KERNEL_COUNT || !g_have[v]) return NULL;
     return &g_tables[v];
 }
 
@@ -531,7 +558,7 @@ static int pack_env_enabled(void)
 
 static int pack_enabled(void)
 {
-    return cur() == &g_tables[CI_KV_AVX512_VNNI] && pack_env_enabled();
+    return cur() == &g_tables[CI_KERNEL_AVX512_VNNI] && pack_env_enabled();
 }
 
 typedef struct pack_job {

@@ -4,10 +4,11 @@
  * Design
  *  - Every kernel has a scalar reference (kernels_scalar.c) and SIMD
  *    versions beside it (kernels_avx2.c, kernels_avx512.c). The build uses
- *    no -march flag: SIMD files enable instruction sets per function with
- *    `#pragma GCC target`, and ci_kernels_init() picks, once, the best
- *    implementation table for the running CPU (cpuid + xgetbv through
- *    __builtin_cpu_supports), so one binary runs on any x86-64.
+ *    no -march flag: SIMD files enable instruction sets per region
+ *    (CI_TARGET_BEGIN: `#pragma GCC target` with gcc, `#pragma clang
+ *    attribute` with clang), and ci_kernels_init() picks, once, the best
+ *    implementation table for the running CPU (ci_cpu_features: CPUID +
+ *    XGETBV), so one binary runs on any x86-64.
  *  - CINFER_CPU=scalar|avx2|avx512|amx caps the level (tests, comparisons);
  *    the default, amx, adds AMX tiles where the CPU and the OS allow them
  *    (ci_kernels_init asks Linux for the tile state once per process).
@@ -164,7 +165,7 @@ void ci_matmul(float *y, size_t ldy, const float *x, size_t ldx, int batch,
 /* A weight matrix repacked at load for the selected kernels (today: Q8_0 for
  * AVX512-VNNI, with AMX tiles for batches where usable; see kernels_packed.c;
  * BF16 for AVX-512, see kernels_bf16_packed.c). Q8_0 results are bitwise
- * those of the scalar reference (ci_kernels_get(CI_KV_SCALAR)), BF16 ones
+ * those of the scalar reference (ci_kernels_get(CI_KERNEL_SCALAR)), BF16 ones
  * those of ci_matmul_bf16_ref (x rounded to bf16, so not ci_matmul's exact
  * fp32 product), whatever the batch, kernel or thread count. Several
  * matrices with the same cols (q/k/v, gate/up) can be packed into one so one
@@ -272,16 +273,38 @@ void ci_kernels_init(void);
 /* The selected implementation, e.g. "avx512+vnni", "avx2", "scalar". */
 const char *ci_kernels_describe(void);
 
+/* Instruction sets this process can use: the CPU reports them (CPUID) and
+ * the OS saves their registers (XCR0 through XGETBV). The one detection
+ * every kernel choice (and test) goes through; not capped by CINFER_CPU.
+ * AMX bits say the CPU and OS support tiles; Linux must still grant them
+ * (ci_kernels_init asks). */
+enum {
+    CI_CPU_AVX2 = 1u << 0,
+    CI_CPU_FMA = 1u << 1,
+    CI_CPU_F16C = 1u << 2,
+    CI_CPU_AVX_VNNI = 1u << 3, /* VEX-encoded vpdpbusd on ymm */
+    CI_CPU_AVX512F = 1u << 4,
+    CI_CPU_AVX512BW = 1u << 5,
+    CI_CPU_AVX512VL = 1u << 6,
+    CI_CPU_AVX512DQ = 1u << 7,
+    CI_CPU_AVX512_VNNI = 1u << 8,
+    CI_CPU_AVX512_BF16 = 1u << 9,
+    CI_CPU_AMX_TILE = 1u << 10,
+    CI_CPU_AMX_INT8 = 1u << 11,
+    CI_CPU_AMX_BF16 = 1u << 12,
+};
+unsigned ci_cpu_features(void);
+
 /* ---- test / bench API: reach one implementation directly ---------------- */
 
-typedef enum ci_kvariant {
-    CI_KV_SCALAR,       /* reference */
-    CI_KV_AVX2,         /* avx2+fma+f16c */
-    CI_KV_AVX2_VNNI,    /* avx2 + AVX-VNNI int8 dots (Alder Lake and later) */
-    CI_KV_AVX512,       /* avx512 f/bw/vl/dq */
-    CI_KV_AVX512_VNNI,  /* avx512 + avx512vnni int8 dots */
-    CI_KV_COUNT
-} ci_kvariant;
+typedef enum ci_kernel_variant {
+    CI_KERNEL_SCALAR,      /* reference */
+    CI_KERNEL_AVX2,        /* avx2+fma+f16c */
+    CI_KERNEL_AVX2_VNNI,   /* avx2 + AVX-VNNI int8 dots (Alder Lake and later) */
+    CI_KERNEL_AVX512,      /* avx512 f/bw/vl/dq */
+    CI_KERNEL_AVX512_VNNI, /* avx512 + avx512vnni int8 dots */
+    CI_KERNEL_COUNT
+} ci_kernel_variant;
 
 typedef struct ci_mm_args {
     float *y;
@@ -321,7 +344,7 @@ typedef struct ci_kernel_table {
 } ci_kernel_table;
 
 /* The table of one variant, or NULL when this CPU (or build) lacks it. */
-const ci_kernel_table *ci_kernels_get(ci_kvariant v);
+const ci_kernel_table *ci_kernels_get(ci_kernel_variant v);
 /* The table ci_kernels_init selected. */
 const ci_kernel_table *ci_kernels_current(void);
 /* ci_matmul through a given table (prepares x as that table needs). */

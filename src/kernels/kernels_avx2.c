@@ -1,7 +1,7 @@
 /*
  * kernels_avx2.c — AVX2 + FMA + F16C kernels (Haswell and later, Zen).
  *
- * The whole file is compiled for that ISA with `#pragma GCC target`; its
+ * The whole file is compiled for that ISA (CI_TARGET_BEGIN, kernels_impl.h); its
  * functions are reached only through the table ci_kernels_init builds after
  * checking the CPU. The int8 matmuls are in kernels_q_avx2.inc, included
  * twice: plain AVX2 (maddubs) and AVX-VNNI (vpdpbusd on ymm).
@@ -16,8 +16,7 @@
 
 #include "kernels/kernels_impl.h"
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+CI_TARGET_BEGIN("avx2,fma,f16c")
 
 #define CI_AI static inline __attribute__((always_inline))
 
@@ -175,16 +174,14 @@ static void quantize_q8_0(void *dst, const float *src, size_t n)
 #include "kernels/kernels_q_avx2.inc"
 #undef CI_QVNNI
 
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avxvnni")
+CI_TARGET_END
+CI_TARGET_BEGIN("avx2,fma,f16c,avxvnni")
 #define CI_QVNNI 1
 #include "kernels/kernels_q_avx2.inc"
 #undef CI_QVNNI
-#pragma GCC pop_options
+CI_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+CI_TARGET_BEGIN("avx2,fma,f16c")
 
 #include "kernels/kernels_kq_avx2.inc"
 
@@ -353,4 +350,4 @@ void ci_kernels_fill_avx2(ci_kernel_table *t, int vnni)
     };
 }
 
-#pragma GCC pop_options
+CI_TARGET_END

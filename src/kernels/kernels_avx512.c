@@ -2,7 +2,7 @@
  * kernels_avx512.c — AVX-512 (F/BW/VL/DQ) kernels, plus the AVX512-VNNI int8
  * matmuls. (Packed BF16 weights have their own file, kernels_bf16_packed.c.)
  *
- * Compiled per section with `#pragma GCC target`; reached only through the
+ * Compiled per section with CI_TARGET_BEGIN; reached only through the
  * tables ci_kernels_init builds after checking the CPU (and the OS's zmm
  * state). The int8 matmuls are in kernels_q_avx512.inc, included twice
  * (AVX512-BW maddubs, AVX512-VNNI vpdpbusd); both give bitwise equal results.
@@ -18,8 +18,7 @@
 
 #include "kernels/kernels_impl.h"
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
+CI_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
 
 #define CI_AI static inline __attribute__((always_inline))
 
@@ -177,33 +176,29 @@ static void quantize_q8_0(void *dst, const float *src, size_t n)
     }
 }
 
-#pragma GCC pop_options
+CI_TARGET_END
 
 /* ---- int8 matmuls ---- */
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
+CI_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
 #define CI_QVNNI 0
 #include "kernels/kernels_q_avx512.inc"
 #undef CI_QVNNI
-#pragma GCC pop_options
+CI_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+CI_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
 #define CI_QVNNI 1
 #include "kernels/kernels_q_avx512.inc"
 #undef CI_QVNNI
-#pragma GCC pop_options
+CI_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
+CI_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
 #include "kernels/kernels_kq_avx512.inc"
-#pragma GCC pop_options
+CI_TARGET_END
 
 /* ---- vector kernels ---- */
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
+CI_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
 
 CI_AI __mmask16 tailmask(int rem) { return (__mmask16)((1u << rem) - 1); }
 
@@ -359,4 +354,4 @@ void ci_kernels_fill_avx512(ci_kernel_table *t, int vnni)
     };
 }
 
-#pragma GCC pop_options
+CI_TARGET_END

@@ -99,8 +99,7 @@ static inline void mxcsr_leave(unsigned old)
 
 /* ------------------------------------------------------ scalar reference */
 
-#pragma GCC push_options
-#pragma GCC target("fma") /* fmaf as one vfmadd, which obeys MXCSR */
+CI_TARGET_BEGIN("fma") /* fmaf as one vfmadd, which obeys MXCSR */
 
 static inline float bf16_at(const uint8_t *row, int k) { return ci_bf16_to_fp32(ci_ld_u16(row + 2 * (size_t)k)); }
 
@@ -127,7 +126,7 @@ __attribute__((noinline)) static void ref_rows(float *y, size_t ldy, const float
         }
     }
 }
-#pragma GCC pop_options
+CI_TARGET_END
 
 void ci_matmul_bf16_ref(float *y, size_t ldy, const float *x, size_t ldx, int batch, const void *w, int rows,
                         int cols)
@@ -145,7 +144,7 @@ void ci_matmul_bf16_ref(float *y, size_t ldy, const float *x, size_t ldx, int ba
 static int avx512_selected(void)
 {
     const ci_kernel_table *t = ci_kernels_current();
-    return t == ci_kernels_get(CI_KV_AVX512) || t == ci_kernels_get(CI_KV_AVX512_VNNI);
+    return t == ci_kernels_get(CI_KERNEL_AVX512) || t == ci_kernels_get(CI_KERNEL_AVX512_VNNI);
 }
 
 typedef struct pack_job {
@@ -225,8 +224,7 @@ ci_packed *ci_pack_weights_bf16(int n_seg, const void *const *w, const int *rows
 
 /* ----------------------------------------------------------- the product */
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,amx-tile,amx-bf16")
+CI_TARGET_BEGIN("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,amx-tile,amx-bf16")
 
 #define CI_AI static inline __attribute__((always_inline))
 
@@ -525,7 +523,7 @@ static void amx_groups(const bf_job *j, int g0, int g1)
     _tile_release();
 }
 
-#pragma GCC pop_options
+CI_TARGET_END
 
 static void mm_task(void *ctx, int task, int thread)
 {

@@ -16,6 +16,22 @@
 #define CI_Q8K_BYTES 292
 #define CI_Q8K_BSUMS 260 /* offset of bsums in a Q8_K block (after d, qs) */
 
+/* Instruction sets per region of a file (the build has no -march flag):
+ *   CI_TARGET_BEGIN("avx2,fma,f16c") ... CI_TARGET_END
+ * compiles every function in between for that ISA. GCC does it with
+ * `#pragma GCC target`; clang ignores that pragma, so there the region gives
+ * each function the same target attribute (`#pragma clang attribute`). The
+ * regions' functions are reached only after ci_cpu_features() says the CPU
+ * has the ISA. */
+#define CI_PRAGMA(x) _Pragma(#x)
+#if defined(__clang__)
+#define CI_TARGET_BEGIN(isa) CI_PRAGMA(clang attribute push(__attribute__((target(isa))), apply_to = function))
+#define CI_TARGET_END CI_PRAGMA(clang attribute pop)
+#else
+#define CI_TARGET_BEGIN(isa) CI_PRAGMA(GCC push_options) CI_PRAGMA(GCC target(isa))
+#define CI_TARGET_END CI_PRAGMA(GCC pop_options)
+#endif
+
 /* Tables each implementation file fills; the caller has checked the CPU. */
 void ci_kernels_fill_scalar(ci_kernel_table *t);
 void ci_kernels_fill_avx2(ci_kernel_table *t, int vnni);

@@ -26,8 +26,7 @@
 
 #include "kernels/kernels_impl.h"
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8")
+CI_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8")
 
 #define KA_ROWS 16 /* weight rows per group = C tile columns */
 #define KA_BT 16   /* x rows per A tile */
@@ -259,4 +258,4 @@ void ci_kq_mm_amx(int q6, const ci_mm_args *a, int r0, int r1)
     _tile_release();
 }
 
-#pragma GCC pop_options
+CI_TARGET_END

@@ -46,8 +46,7 @@
 
 #include "kernels/kernels_impl.h"
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8")
+CI_TARGET_BEGIN("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8")
 
 #define CI_AI static inline __attribute__((always_inline))
 
@@ -345,4 +344,4 @@ void ci_pk_mm_amx(const ci_pk_args *a, int g0, int g1)
     _tile_release();
 }
 
-#pragma GCC pop_options
+CI_TARGET_END

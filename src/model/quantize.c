@@ -3,7 +3,7 @@
  * checked shapes and types (HF: the tensors config.json implies, in
  * llama.cpp's GGUF order and names; GGUF: the file's own list), choose each
  * output type, then stream: metadata, tensor infos, and each tensor in
- * chunks of rows that OpenMP threads convert to f32 and quantize, so memory
+ * chunks of rows that the thread pool converts to f32 and quantizes, so memory
  * stays at a few MB whatever the model size.
  */
 #include "model/quantize.h"
@@ -13,6 +13,7 @@
 #include "format/numeric.h"
 #include "format/safetensors.h"
 #include "format/test_model.h"
+#include "kernels/threadpool.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -282,30 +283,40 @@ typedef struct rows_job {
     uint64_t r0;
     size_t nrows;
     uint8_t *dst;
+    float *scratch;         /* cols floats per pool thread */
+    int64_t *bad;           /* per pool thread: first row with a non-finite value it saw, -1 */
     int64_t bad_row;        /* first row with a non-finite value, -1 */
 } rows_job;
 
-static void convert_rows(rows_job *j) {
+#define ROWS_PER_TASK 4 /* small tasks balance rows of uneven cost */
+
+static void convert_task(void *ctx, int task, int thread) {
+    rows_job *j = ctx;
     const size_t cols = (size_t)j->q->cols;
-    int64_t bad = -1;
-#pragma omp parallel
-    {
-        float *f = ci_malloc(cols * sizeof(float));
-#pragma omp for schedule(dynamic, 4)
-        for (size_t r = 0; r < j->nrows; r++) {
-            const uint64_t row = j->r0 + r;
-            ci_dequantize_row(f, j->q->data + row * j->in_rb, j->q->in_type, cols);
-            bool finite = true;
-            for (size_t k = 0; k < cols; k++) finite &= isfinite(f[k]) != 0;
-            if (!finite) {
-#pragma omp critical(kq_bad_row)
-                if (bad < 0 || (int64_t)row < bad) bad = (int64_t)row;
-            }
-            ci_quantize_row(j->dst + r * j->out_rb, j->out, f, cols);
-        }
-        free(f);
+    float *f = j->scratch + (size_t)thread * cols;
+    const size_t r0 = (size_t)task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK < j->nrows ? r0 + ROWS_PER_TASK : j->nrows;
+    for (size_t r = r0; r < r1; r++) {
+        const uint64_t row = j->r0 + r;
+        ci_dequantize_row(f, j->q->data + row * j->in_rb, j->q->in_type, cols);
+        bool finite = true;
+        for (size_t k = 0; k < cols; k++) finite &= isfinite(f[k]) != 0;
+        if (!finite && (j->bad[thread] < 0 || (int64_t)row < j->bad[thread])) j->bad[thread] = (int64_t)row;
+        ci_quantize_row(j->dst + r * j->out_rb, j->out, f, cols);
     }
-    j->bad_row = bad;
+}
+
+/* Rows are independent, so the output bytes do not depend on the split. */
+static void convert_rows(rows_job *j) {
+    const int threads = ci_threadpool_threads();
+    j->scratch = ci_malloc((size_t)threads * (size_t)j->q->cols * sizeof(float));
+    j->bad = ci_malloc((size_t)threads * sizeof(int64_t));
+    for (int t = 0; t < threads; t++) j->bad[t] = -1;
+    ci_parallel_for((int)((j->nrows + ROWS_PER_TASK - 1) / ROWS_PER_TASK), convert_task, j);
+    j->bad_row = -1;
+    for (int t = 0; t < threads; t++)
+        if (j->bad[t] >= 0 && (j->bad_row < 0 || j->bad[t] < j->bad_row)) j->bad_row = j->bad[t];
+    free(j->scratch);
+    free(j->bad);
 }
 
 static int write_tensor(ci_gguf_writer *w, const plan *p, const qtensor *q, uint64_t *done, uint64_t total,
@@ -325,7 +336,8 @@ static int write_tensor(ci_gguf_writer *w, const plan *p, const qtensor *q, uint
     uint8_t *buf = ci_malloc(per * out_rb);
     int rc = 0;
     for (uint64_t r0 = 0; r0 < q->rows && !rc; r0 += per) {
-        rows_job j = {q, out, in_rb, out_rb, r0, (size_t)(q->rows - r0 < per ? q->rows - r0 : per), buf, -1};
+        rows_job j = {.q = q, .out = out, .in_rb = in_rb, .out_rb = out_rb, .r0 = r0, .dst = buf,
+                      .nrows = (size_t)(q->rows - r0 < per ? q->rows - r0 : per)};
         convert_rows(&j);
         if (j.bad_row >= 0)
             rc = ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s row %lld holds a NaN or infinity", p->in, q->name,

@@ -62,7 +62,7 @@ typedef struct ci_quantize_stats {
 typedef void (*ci_quantize_progress)(void *user, const char *tensor, ci_wtype type, uint64_t done, uint64_t total);
 
 /* Quantizes `in` (HF folder / .safetensors path, or .gguf) into the GGUF file
- * `out` (created or truncated; deleted again on failure). Threads: OpenMP. */
+ * `out` (created or truncated; deleted again on failure). Threads: the thread pool (threadpool.h). */
 int ci_quantize_model(const char *in, const char *out, ci_quant_scheme scheme, ci_quantize_progress progress,
                       void *user, ci_quantize_stats *stats, cinfer_error *err);
 

@@ -53,7 +53,8 @@ cinfer_tokenizer *ci_tok_load_gguf(const ci_gguf_file *f, const char *name, cinf
     char *pre = ci_gguf_dup_str(f, "tokenizer.ggml.pre");
     const char *regex = ci_tok_pretokenizer_regex_for_gguf_pre(pre ? pre : "default");
     if (!regex) {
-        ci_error(err, CINFER_ERR_FORMAT, "%s: tokenizer.ggml.pre \"%s\" is not a pre-tokenizer cinfer knows", name, pre);
+        ci_error(err, CINFER_ERR_FORMAT, "%s: tokenizer.ggml.pre \"%s\" is not a pre-tokenizer cinfer knows", name,
+                 pre ? pre : "default");
         free(pre);
         return NULL;
     }
@@ -62,7 +63,12 @@ cinfer_tokenizer *ci_tok_load_gguf(const ci_gguf_file *f, const char *name, cinf
     int rc = CINFER_OK;
     for (size_t i = 0; i < n && rc == CINFER_OK; i++) {
         const ci_gguf_str *s = &tokens->v.arr.strings[i];
-        int64_t type = types ? ci_gguf_array_i64(types, i) : TOKEN_NORMAL;
+        int64_t type = TOKEN_NORMAL;
+        if (types && !ci_gguf_array_i64(types, i, &type)) {
+            rc = ci_error(err, CINFER_ERR_FORMAT, "tokenizer.ggml.token_type must be an integer array (entry %zu is a %s)",
+                          i, ci_gguf_value_type_name(types->v.arr.elem_type));
+            break;
+        }
         if (type == TOKEN_UNUSED) continue;
         if (type == TOKEN_CONTROL || type == TOKEN_USER_DEFINED) {
             ci_added_token_spec spec = {.content = s->ptr, .content_len = s->len, .id = (int32_t)i,

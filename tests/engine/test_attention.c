@@ -156,7 +156,7 @@ static double ref_row(const paged *p, const float *q, float scale, int tq, doubl
 }
 
 static int n_variants;
-static const ci_kernel_table *variants[CI_KV_COUNT];
+static const ci_kernel_table *variants[CI_KERNEL_COUNT];
 static double worst_ratio; /* max error / bound seen, for the log */
 
 static void kernel_case(int d, int group, int bs, int n, int f32, float qscale) {
@@ -166,7 +166,7 @@ static void kernel_case(int d, int group, int bs, int n, int f32, float qscale) 
     float *q = malloc(total * sizeof(float));
     for (size_t i = 0; i < total; i++) q[i] = frand(-qscale, qscale);
     float *scratch = aligned_alloc(64, (ci_attn_scratch_floats(d, group * n, n) * sizeof(float) + 63) & ~(size_t)63);
-    float *out[CI_KV_COUNT], *part = malloc(total * sizeof(float));
+    float *out[CI_KERNEL_COUNT], *part = malloc(total * sizeof(float));
     double *ref = malloc(total * sizeof(double)), *bound = malloc((size_t)n * group * sizeof(double));
     const float scale = 1.0f / sqrtf((float)d);
     for (int tq = 0; tq < n; tq++)
@@ -225,8 +225,8 @@ static void kernel_case(int d, int group, int bs, int n, int f32, float qscale) 
 }
 
 static void test_kernels(void) {
-    for (int v = 0; v < CI_KV_COUNT; v++) {
-        const ci_kernel_table *t = ci_kernels_get((ci_kvariant)v);
+    for (int v = 0; v < CI_KERNEL_COUNT; v++) {
+        const ci_kernel_table *t = ci_kernels_get((ci_kernel_variant)v);
         int dup = 0;
         for (int i = 0; i < n_variants; i++) dup |= variants[i]->attention == (t ? t->attention : NULL);
         if (t && !dup) variants[n_variants++] = t; /* the VNNI/BF16 tables share the attention */

@@ -128,6 +128,7 @@ static void test_styles_and_errors(void) {
     expect_config_error("{" BASE ",\"head_dim\":33}", "even");
     expect_config_error("{" BASE ",\"rms_norm_eps\":0}", "rms_norm_eps");
     expect_config_error("{" BASE ",\"rope_theta\":-1}", "rope_theta");
+    expect_config_error("{" BASE ",\"rope_theta\":1e39}", "rope_theta"); /* beyond float: the kernels use float */
     expect_config_error("{" BASE ",\"rope_parameters\":{\"rope_theta\":\"x\"}}", "rope_theta");
     expect_config_error("{" BASE ",\"eos_token_id\":5000}", "outside the vocabulary");
     expect_config_error("{" BASE ",\"eos_token_id\":[1,2,3,4,5,6,7,8,9]}", "too many");

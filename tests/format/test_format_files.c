@@ -10,6 +10,7 @@
 #include "format/numeric.h"
 #include "format/safetensors.h"
 #include "test.h"
+#include "tokenizer/tok_gguf.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -230,11 +231,14 @@ static void test_gguf_roundtrip(uint32_t alignment) {
     CHECK(arch && strcmp(arch, "qwen3") == 0);
     free(arch);
     const ci_gguf_value *a = ci_gguf_get_array(f, "k.arr_i32", CI_GGUF_INT32);
-    CHECK(a && a->v.arr.count == 3 && ci_gguf_array_i64(a, 1) == -2 && ci_gguf_array_i64(a, 2) == 3);
+    CHECK(a && a->v.arr.count == 3 && ci_gguf_array_i64(a, 1, &i64) && i64 == -2 && ci_gguf_array_i64(a, 2, &i64) &&
+          i64 == 3);
+    CHECK(a && !ci_gguf_array_u64(a, 1, &u)); /* -2 does not fit */
+    CHECK(a && !ci_gguf_array_i64(a, 3, &i64)); /* past the end */
     a = ci_gguf_get_array(f, "k.arr_f32", CI_GGUF_FLOAT32);
     CHECK(a && a->v.arr.count == 2 && ci_gguf_array_f64(a, 1) == -1.25);
     a = ci_gguf_get_array(f, "k.arr_u16", CI_GGUF_UINT16);
-    CHECK(a && ci_gguf_array_u64(a, 1) == 65535);
+    CHECK(a && ci_gguf_array_u64(a, 1, &u) && u == 65535);
     a = ci_gguf_get_array(f, "k.arr_str", CI_GGUF_STRING);
     CHECK(a && a->v.arr.count == 3 && a->v.arr.strings[1].len == 0 && a->v.arr.strings[2].len == 6);
     CHECK(ci_gguf_get_array(f, "k.arr_str", CI_GGUF_INT32) == NULL);
@@ -242,7 +246,8 @@ static void test_gguf_roundtrip(uint32_t alignment) {
     CHECK(a && a->v.arr.count == 0);
     a = ci_gguf_get_array(f, "k.nested", CI_GGUF_ARRAY);
     CHECK(a && a->v.arr.count == 1 && a->v.arr.items[0].v.arr.elem_type == CI_GGUF_INT32 &&
-          ci_gguf_array_i64(&a->v.arr.items[0], 0) == -5 && ci_gguf_array_i64(&a->v.arr.items[0], 1) == 77);
+          ci_gguf_array_i64(&a->v.arr.items[0], 0, &i64) && i64 == -5 &&
+          ci_gguf_array_i64(&a->v.arr.items[0], 1, &i64) && i64 == 77);
     CHECK(f->n_tensors == N_GGUF_TENSORS);
     for (size_t i = 0; i < N_GGUF_TENSORS; i++) {
         const ci_gguf_tensor *t = ci_gguf_find_tensor(f, GGUF_TENSORS[i].name);
@@ -765,12 +770,115 @@ static void test_sharded(void) {
         CHECK_MSG(m == NULL && strstr(err.message, bad[i].msg), "index case %zu: %s", i, err.message);
         ci_st_model_close(m);
     }
+    /* The parser alone, from memory (the fuzzing entry point): no file is opened. */
+    ci_st_index ix;
+    CHECK(ci_st_index_parse(good_index, strlen(good_index), "mem.json", &ix, &err) == 0);
+    CHECK(ix.n_shards == 2 && ix.n_entries == 3 && strcmp(ix.shards[1], "model-00002-of-00002.safetensors") == 0);
+    CHECK(ix.n_entries == 3 && strcmp(ix.tensors[2], "lm_head") == 0 && ix.shard_of[2] == 1 && ix.shard_of[1] == 0);
+    ci_st_index_free(&ix);
+    const char *dup = "{\"weight_map\":{\"a\":\"s\",\"a\":\"t\"}}";
+    CHECK(ci_st_index_parse(dup, strlen(dup), "mem.json", &ix, &err) != 0 && strstr(err.message, "mem.json") &&
+          ix.n_entries == 0 && ix.tensors == NULL);
+    CHECK(ci_st_index_parse(bad[0].json, strlen(bad[0].json), "mem.json", &ix, &err) != 0 &&
+          strstr(err.message, "invalid shard name"));
     char *empty = tmp_path("empty_dir");
     mkdir(empty, 0777);
     CHECK(ci_st_model_open(empty, &err) == NULL && err.code == CINFER_ERR_IO);
     free(empty);
     free(index);
     free(dir);
+}
+
+/* Payload of an array value: element type, count, packed elements. */
+static void array_payload(ci_buf *b, uint32_t elem_type, const void *elems, size_t count, size_t width) {
+    uint8_t p[8];
+    ci_store_le32(p, elem_type);
+    ci_buf_append(b, p, 4);
+    ci_store_le64(p, count);
+    ci_buf_append(b, p, 8);
+    ci_buf_append(b, elems, count * width); /* x86-64 is little-endian, as GGUF */
+}
+
+static void kv_array(ci_buf *kv, const char *key, uint32_t elem_type, const void *elems, size_t count, size_t width) {
+    ci_buf payload = {0};
+    array_payload(&payload, elem_type, elems, count, width);
+    kv_bytes(kv, key, CI_GGUF_ARRAY, payload.data, payload.len);
+    ci_buf_free(&payload);
+}
+
+/* Integer accessors never convert floats (fuzzing found [1e30, NaN] as
+ * tokenizer.ggml.token_type overflowing a float-to-integer conversion) and
+ * refuse values that do not fit; the tokenizer loader turns that into an error. */
+static void test_gguf_conversions(void) {
+    const float bad_types[2] = {1e30f, NAN};
+    const double f64s[2] = {-1e300, 2.5};
+    const uint64_t u64s[2] = {UINT64_MAX, 7};
+    const int8_t i8s[2] = {-1, 5};
+    ci_buf kv = {0};
+    kv_array(&kv, "tokenizer.ggml.token_type", CI_GGUF_FLOAT32, bad_types, 2, 4);
+    kv_array(&kv, "k.f64s", CI_GGUF_FLOAT64, f64s, 2, 8);
+    kv_array(&kv, "k.u64s", CI_GGUF_UINT64, u64s, 2, 8);
+    kv_array(&kv, "k.i8s", CI_GGUF_INT8, i8s, 2, 1);
+    const char *tok_strs[2] = {"a", "b"};
+    ci_buf strs = {0};
+    uint8_t p[8];
+    ci_store_le32(p, CI_GGUF_STRING);
+    ci_buf_append(&strs, p, 4);
+    ci_store_le64(p, 2);
+    ci_buf_append(&strs, p, 8);
+    for (int i = 0; i < 2; i++) {
+        ci_store_le64(p, 1);
+        ci_buf_append(&strs, p, 8);
+        ci_buf_puts(&strs, tok_strs[i]);
+    }
+    kv_bytes(&kv, "tokenizer.ggml.tokens", CI_GGUF_ARRAY, strs.data, strs.len);
+    ci_buf_free(&strs);
+    kv_array(&kv, "tokenizer.ggml.merges", CI_GGUF_STRING, NULL, 0, 0);
+    ci_store_le64(p, 4);
+    kv_bytes(&kv, "tokenizer.ggml.model", CI_GGUF_STRING, p, 8);
+    ci_buf_puts(&kv, "gpt2");
+    ci_store_le64(p, 5);
+    kv_bytes(&kv, "tokenizer.ggml.pre", CI_GGUF_STRING, p, 8);
+    ci_buf_puts(&kv, "qwen2");
+    double big = 1e300, half = 0.5;
+    kv_bytes(&kv, "k.big", CI_GGUF_FLOAT64, &big, 8);
+    kv_bytes(&kv, "k.half", CI_GGUF_FLOAT64, &half, 8);
+    size_t len;
+    uint8_t *img = hand_gguf(3, 0, 10, kv.data, kv.len, NULL, 0, 0, &len);
+    ci_buf_free(&kv);
+    cinfer_error err = {0};
+    ci_gguf_file *f = ci_gguf_open_memory(img, len, "conv.gguf", &err);
+    CHECK_MSG(f != NULL, "%s", err.message);
+    if (!f) {
+        free(img);
+        return;
+    }
+    uint64_t u = 123;
+    int64_t i = 123;
+    const ci_gguf_value *a = ci_gguf_find(f, "tokenizer.ggml.token_type");
+    CHECK(a && !ci_gguf_array_i64(a, 0, &i) && !ci_gguf_array_i64(a, 1, &i) && !ci_gguf_array_u64(a, 0, &u) &&
+          !ci_gguf_array_u64(a, 1, &u) && i == 123 && u == 123);
+    CHECK(a && ci_gguf_array_f64(a, 0) == (double)1e30f && isnan(ci_gguf_array_f64(a, 1)));
+    a = ci_gguf_find(f, "k.f64s");
+    CHECK(a && !ci_gguf_array_i64(a, 0, &i) && !ci_gguf_array_i64(a, 1, &i) && ci_gguf_array_f64(a, 0) == -1e300);
+    a = ci_gguf_find(f, "k.u64s");
+    CHECK(a && ci_gguf_array_u64(a, 0, &u) && u == UINT64_MAX && !ci_gguf_array_i64(a, 0, &i));
+    CHECK(a && ci_gguf_array_i64(a, 1, &i) && i == 7 && !ci_gguf_array_u64(a, 2, &u));
+    a = ci_gguf_find(f, "k.i8s");
+    CHECK(a && ci_gguf_array_i64(a, 0, &i) && i == -1 && !ci_gguf_array_u64(a, 0, &u));
+    CHECK(a && ci_gguf_array_u64(a, 1, &u) && u == 5 && ci_gguf_array_f64(a, 0) == -1.0);
+    float fl = 0;
+    double d = 0;
+    CHECK(!ci_gguf_get_f32(f, "k.big", &fl) && ci_gguf_get_f64(f, "k.big", &d) && d == 1e300);
+    CHECK(ci_gguf_get_f32(f, "k.half", &fl) && fl == 0.5f);
+    /* The tokenizer loader, the path the fuzzer took: a clear error. */
+    memset(&err, 0, sizeof err);
+    cinfer_tokenizer *tok = ci_tok_load_gguf(f, "conv.gguf", &err);
+    CHECK(tok == NULL && err.code == CINFER_ERR_FORMAT);
+    CHECK_MSG(strstr(err.message, "conv.gguf") && strstr(err.message, "token_type must be an integer array"), "%s",
+              err.message);
+    ci_gguf_close(f);
+    free(img);
 }
 
 int main(void) {
@@ -780,6 +888,7 @@ int main(void) {
     test_gguf_roundtrip(0);
     test_gguf_roundtrip(64);
     test_gguf_errors();
+    test_gguf_conversions();
     test_safetensors_roundtrip();
     test_safetensors_errors();
     test_sharded();

@@ -258,12 +258,13 @@ static void check_gguf(ci_test_model_dtype dt, bool untied) {
     CHECK(merges && merges->v.arr.count == 151387 && merges->v.arr.strings[0].len == 5 &&
           !memcmp(merges->v.arr.strings[0].ptr, "\xc4\xa0 \xc4\xa0", 5)); /* "Ġ Ġ" */
     if (tokens && types) {
+        int64_t type = -1;
         CHECK(tokens->v.arr.strings[0].len == 1 && tokens->v.arr.strings[0].ptr[0] == '!');
-        CHECK(ci_gguf_array_i64(types, 0) == 1);
-        CHECK(ci_gguf_array_i64(types, 151643) == 3); /* <|endoftext|> special */
-        CHECK(ci_gguf_array_i64(types, 151660) == 3); /* <|fim_middle|>: not special, looks special */
-        CHECK(ci_gguf_array_i64(types, 151667) == 4); /* <think>: user-defined */
-        CHECK(ci_gguf_array_i64(types, 151935) == 5);
+        CHECK(ci_gguf_array_i64(types, 0, &type) && type == 1);
+        CHECK(ci_gguf_array_i64(types, 151643, &type) && type == 3); /* <|endoftext|> special */
+        CHECK(ci_gguf_array_i64(types, 151660, &type) && type == 3); /* <|fim_middle|>: not special, looks special */
+        CHECK(ci_gguf_array_i64(types, 151667, &type) && type == 4); /* <think>: user-defined */
+        CHECK(ci_gguf_array_i64(types, 151935, &type) && type == 5);
         CHECK(tokens->v.arr.strings[151935].len == 11 && !memcmp(tokens->v.arr.strings[151935].ptr, "[PAD151935]", 11));
         CHECK(tokens->v.arr.strings[151667].len == 7 && !memcmp(tokens->v.arr.strings[151667].ptr, "<think>", 7));
     }

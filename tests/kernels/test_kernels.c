@@ -49,8 +49,8 @@ static void fill(float *v, size_t n, float scale)
 static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
-static const ci_kvariant ALL_V[] = { CI_KV_SCALAR, CI_KV_AVX2, CI_KV_AVX2_VNNI, CI_KV_AVX512,
-                                     CI_KV_AVX512_VNNI };
+static const ci_kernel_variant ALL_V[] = { CI_KERNEL_SCALAR, CI_KERNEL_AVX2, CI_KERNEL_AVX2_VNNI, CI_KERNEL_AVX512,
+                                           CI_KERNEL_AVX512_VNNI };
 #define NV ((int)(sizeof ALL_V / sizeof ALL_V[0]))
 
 typedef struct wmat {
@@ -134,7 +134,7 @@ static void check_matmul_shape(ci_wtype wt, int rows, int cols, int batch)
     float *yref = malloc(sizeof(float) * ldy * (size_t)batch);
     float *y = malloc(sizeof(float) * ldy * (size_t)batch);
     float *y1 = malloc(sizeof(float) * ldy);
-    const ci_kernel_table *sc = ci_kernels_get(CI_KV_SCALAR);
+    const ci_kernel_table *sc = ci_kernels_get(CI_KERNEL_SCALAR);
 
     /* scalar reference vs independent double computation */
     ci_matmul_with(sc, yref, ldy, x, ldx, batch, m.w, wt, rows, cols);
@@ -210,11 +210,11 @@ static void check_matmul_shape(ci_wtype wt, int rows, int cols, int batch)
                   ci_wtype_name(wt), diff);
 
         /* VNNI and non-VNNI variants of a width compute identical int lanes */
-        if (ALL_V[vi] == CI_KV_AVX2 || ALL_V[vi] == CI_KV_AVX512) {
+        if (ALL_V[vi] == CI_KERNEL_AVX2 || ALL_V[vi] == CI_KERNEL_AVX512) {
             free(ybase);
             ybase = malloc(sizeof(float) * ldy * (size_t)batch);
             memcpy(ybase, y, sizeof(float) * ldy * (size_t)batch);
-        } else if ((ALL_V[vi] == CI_KV_AVX2_VNNI || ALL_V[vi] == CI_KV_AVX512_VNNI) && ybase) {
+        } else if ((ALL_V[vi] == CI_KERNEL_AVX2_VNNI || ALL_V[vi] == CI_KERNEL_AVX512_VNNI) && ybase) {
             diff = 0;
             for (int b = 0; b < batch; b++)
                 diff += memcmp(ybase + (size_t)b * ldy, y + (size_t)b * ldy, sizeof(float) * (size_t)rows) != 0;
@@ -379,7 +379,7 @@ static void test_conv(void)
     CHECK(isnan(ci_fp16_to_fp32(ci_fp32_to_fp16(NAN))));
     /* against the F16C hardware: all halves widened, and a sweep of fp32 bit
      * patterns (every exponent, many mantissas, NaNs) narrowed, bit for bit */
-    if (__builtin_cpu_supports("f16c")) {
+    if (ci_cpu_features() & CI_CPU_F16C) {
         bad = 0;
         for (uint32_t h = 0; h < 65536; h++)
             if (f2u(hw_h2f((uint16_t)h)) != f2u(ci_fp16_to_fp32((uint16_t)h))) bad++;
@@ -454,7 +454,7 @@ static void test_rope(void)
             float v[128], vref[128], v2[128];
             fill(v, hd, 3.0f);
             memcpy(vref, v, sizeof v);
-            ci_kernels_get(CI_KV_SCALAR)->rope_neox(vref, hd, c, s);
+            ci_kernels_get(CI_KERNEL_SCALAR)->rope_neox(vref, hd, c, s);
             bad = 0;
             for (int i = 0; i < hd / 2; i++) {
                 double a = v[i], b = v[i + hd / 2];
@@ -575,8 +575,8 @@ static void test_dispatch(void)
     /* the table's name, then "+amx…" when the packed products use tiles */
     const char *tn = ci_kernels_current() ? ci_kernels_current()->name : "";
     CHECK(!strncmp(tn, d, strlen(tn)) && (d[strlen(tn)] == 0 || !strncmp(d + strlen(tn), "+amx", 4)));
-    CHECK(ci_kernels_get(CI_KV_SCALAR) != NULL);
-    CHECK(ci_kernels_get(CI_KV_COUNT) == NULL);
+    CHECK(ci_kernels_get(CI_KERNEL_SCALAR) != NULL);
+    CHECK(ci_kernels_get(CI_KERNEL_COUNT) == NULL);
     printf("dispatch: %s; variants:", d);
     for (int vi = 0; vi < NV; vi++)
         if (ci_kernels_get(ALL_V[vi])) printf(" %s", ci_kernels_get(ALL_V[vi])->name);
@@ -594,14 +594,14 @@ static void test_dispatch_scalar(void)
         float x[3 * 160], y[3 * 19], yr[3 * 19];
         fill(x, sizeof x / sizeof x[0], 1.0f);
         ci_matmul(y, rows, x, cols, batch, m.w, (ci_wtype)wt, rows, cols);
-        ci_matmul_with(ci_kernels_get(CI_KV_SCALAR), yr, rows, x, cols, batch, m.w, (ci_wtype)wt, rows, cols);
+        ci_matmul_with(ci_kernels_get(CI_KERNEL_SCALAR), yr, rows, x, cols, batch, m.w, (ci_wtype)wt, rows, cols);
         CHECK_MSG(memcmp(y, yr, sizeof y) == 0, "public ci_matmul %s is not the scalar reference", ci_wtype_name((ci_wtype)wt));
         free_w(&m);
     }
     float a[37], b[37];
     fill(a, 37, 1);
     fill(b, 37, 1);
-    CHECK(ci_dot_f32(a, b, 37) == ci_kernels_get(CI_KV_SCALAR)->dot_f32(a, b, 37));
+    CHECK(ci_dot_f32(a, b, 37) == ci_kernels_get(CI_KERNEL_SCALAR)->dot_f32(a, b, 37));
 }
 
 /* ---- packed Q8_0 weights: bitwise equal to the scalar reference ---- */
@@ -650,7 +650,7 @@ static void test_packed(void)
     static const int batches[] = { 1, 2, 3, 5, 15, 16, 17, 31, 33, 48, 70 };
     static const int modes[] = { INT_MAX, 1, 0 }; /* VNNI only, AMX from batch 1, default threshold */
     static const char *mode_name[] = { "vnni", "amx", "default" };
-    const ci_kernel_table *sc = ci_kernels_get(CI_KV_SCALAR);
+    const ci_kernel_table *sc = ci_kernels_get(CI_KERNEL_SCALAR);
     const int amx = ci_amx_int8_usable();
     if (!amx) fprintf(stderr, "packed q8_0: AMX cases skipped (no AMX-INT8 usable by this process or CINFER_CPU caps it)\n");
     int any = 0, cases = 0;
@@ -694,7 +694,7 @@ static void test_packed(void)
                 }
             ci_packed_free(p);
         } else {
-            const ci_kernel_table *t = ci_kernels_get(CI_KV_AVX512_VNNI);
+            const ci_kernel_table *t = ci_kernels_get(CI_KERNEL_AVX512_VNNI);
             const int vnni_cur = t && ci_kernels_current() == t;
             const char *pe = getenv("CINFER_PACK");
             CHECK_MSG(!vnni_cur || (pe && !strcmp(pe, "0")), "pack refused with VNNI kernels selected");
@@ -802,7 +802,7 @@ static void test_bf16_ref_accuracy(void)
 
 static void test_packed_bf16(void)
 {
-    if (!__builtin_cpu_supports("fma")) {
+    if (!(ci_cpu_features() & CI_CPU_FMA)) {
         fprintf(stderr, "packed bf16: skipped (the model needs FMA instructions)\n");
         return;
     }
@@ -1161,7 +1161,7 @@ static void check_kquant_matmul(ci_wtype wt, int rows, int cols, int batch, int 
             val[(size_t)b * rows + r] = v;
             mag[(size_t)b * rows + r] = m;
         }
-    const ci_kernel_table *sc = ci_kernels_get(CI_KV_SCALAR);
+    const ci_kernel_table *sc = ci_kernels_get(CI_KERNEL_SCALAR);
     ci_matmul_with(sc, yref, ldy, x, ldx, batch, w, wt, rows, cols);
     int bad = 0;
     for (int b = 0; b < batch; b++)
@@ -1252,7 +1252,7 @@ static void test_kquant(void)
  * size and 1 or 2 threads. */
 static void test_kquant_amx(void)
 {
-    const ci_kernel_table *t512 = ci_kernels_get(CI_KV_AVX512), *sc = ci_kernels_get(CI_KV_SCALAR);
+    const ci_kernel_table *t512 = ci_kernels_get(CI_KERNEL_AVX512), *sc = ci_kernels_get(CI_KERNEL_SCALAR);
     if (!t512 || !ci_amx_int8_usable()) {
         printf("test_kquant_amx: skipped (no AVX-512 or AMX-INT8 usable)\n");
         return;
