@@ -418,15 +418,24 @@ await test('import: HTML and scripts in a conversation are shown as text and nev
   assert.deepEqual(xssCalls, []);
 });
 
-await test('screenshots: desktop and phone, light and dark', async () => {
+await test('copy buttons; screenshots: desktop and phone, light and dark', async () => {
   // a fresh profile that holds only the demo conversations (random weights write gibberish)
   const context = await browser.createBrowserContext();
   const shot = await newPage(`${base}/`, context);
   await (await shot.$('#import-file')).uploadFile(path.join(here, 'demo-conversation.json'));
   await shot.waitForFunction(() => document.querySelector('#conv-list .conv.active .conv-open')?.textContent === 'Reverse a linked list in C');
+  // Copy on a code block and on a message put exactly that text on the clipboard
+  await context.overridePermissions(base, ['clipboard-read', 'clipboard-write', 'clipboard-sanitized-write']);
+  const code = await shot.$eval('.code-block code', (c) => c.textContent);
+  assert.match(code, /^struct node \{ int value;/);
+  await shot.click('.code-block [data-action="copy-code"]');
+  await pollUntil('the code on the clipboard', async () => ({ ok: (await shot.evaluate(() => navigator.clipboard.readText())) === code }));
+  await shot.evaluate(() => document.querySelector('.msg.user [data-action="copy"]').click());
+  await pollUntil('the message on the clipboard', async () => ({
+    ok: (await shot.evaluate(() => navigator.clipboard.readText())) === 'How do I reverse a singly linked list in C? Keep it short.' }));
   await shot.evaluate(() => document.activeElement.blur());
   await shot.mouse.move(700, 790);
-  await shot.waitForFunction(() => !document.querySelector('#toast').classList.contains('show'), { timeout: 10000 });
+  await shot.waitForFunction(() => getComputedStyle(document.querySelector('#toast')).opacity === '0', { timeout: 10000 });
   const shotDir = path.join(workDir, 'screenshots');
   fs.mkdirSync(shotDir, { recursive: true });
   for (const [name, vp] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844, isMobile: true, hasTouch: true }]]) {
