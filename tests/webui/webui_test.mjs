@@ -204,7 +204,7 @@ await test('the page loads the model list', async () => {
 });
 
 await test('IME: Enter that ends a composition does not send; Enter sends; answer streams in', async () => {
-  await setSettings(page, { temperature: '0', max_tokens: '300', thinking: false, thinking_budget: '' });
+  await setSettings(page, { temperature: '0', max_tokens: '500', thinking: false, thinking_budget: '' });
   await page.focus('#input');
   await page.keyboard.type('你好, tell me a story');
   await page.evaluate(() => {
@@ -231,12 +231,12 @@ await test('IME: Enter that ends a composition does not send; Enter sends; answe
   assert.equal(conv.messages[0].content, '你好, tell me a story');
   // the same request straight to the API gives the same text
   const ref = await chatApi(base, { messages: [{ role: 'user', content: '你好, tell me a story' }], temperature: 0,
-    max_tokens: 300, chat_template_kwargs: { enable_thinking: false } });
+    max_tokens: 500, chat_template_kwargs: { enable_thinking: false } });
   assert.equal(conv.messages[1].content, ref.message.content);
-  assert.equal(conv.messages[1].stats.completion, 300);
+  assert.equal(conv.messages[1].stats.completion, 500);
   assert.equal(conv.messages[1].reasoning, undefined);
   const statsText = await page.$eval('.msg.assistant .msg-stats', (e) => e.textContent);
-  assert.match(statsText, /300 tokens · [\d.]+ tok\/s · prompt \d+ · context \d+\/8192/);
+  assert.match(statsText, /500 tokens · [\d.]+ tok\/s · prompt \d+ · context \d+\/8192/);
   assert.match(statsText, /cut at max tokens/);
 });
 
