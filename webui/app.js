@@ -406,14 +406,15 @@
 
   async function generate() {
     const msg = { role: 'assistant', content: '', reasoning: '' };
-    const history = conv.messages.slice();
-    conv.messages.push(msg);
-    saveConv(conv);
+    const owner = conv; // the user may open another conversation meanwhile (which stops this one)
+    const history = owner.messages.slice();
+    owner.messages.push(msg);
+    saveConv(owner);
     // the previous answer loses its Regenerate button
     const prev = $('messages').querySelector('[data-action="regenerate"]');
     if (prev) prev.remove();
     const box = el('article', 'msg assistant streaming');
-    box.dataset.index = String(conv.messages.length - 1);
+    box.dataset.index = String(owner.messages.length - 1);
     box.setAttribute('aria-label', 'The model is answering');
     box.setAttribute('aria-busy', 'true');
     const dots = el('div', 'typing');
@@ -476,8 +477,9 @@
     busy = null;
     setBusy(false);
     cancelAnimationFrame(view.frame);
-    finishView(view, msg);
-    saveConv(conv);
+    if (conv === owner) finishView(view, msg);
+    // a conversation deleted while it streamed stays deleted
+    if (index.some((e) => e.id === owner.id)) saveConv(owner);
   }
 
   function schedule(view, msg, t) {
@@ -784,9 +786,9 @@
   $('new-chat').addEventListener('click', () => { openConv(null); $('input').focus(); });
   $('settings-btn').addEventListener('click', openSettings);
   $('settings-top').addEventListener('click', openSettings);
-  $('settings-form').addEventListener('submit', (e) => {
-    if (e.submitter && e.submitter.value === 'save') saveSettings();
-  });
+  // Save is the form's only submit button: Enter in a field saves too
+  $('settings-form').addEventListener('submit', saveSettings);
+  $('s-close').addEventListener('click', () => $('settings').close());
   $('s-reset').addEventListener('click', () => {
     const key = $('s-api_key').value;
     for (const f of FIELDS) $('s-' + f).value = f === 'api_key' ? key : DEFAULTS[f];
@@ -836,7 +838,10 @@
     if (!b) return;
     const li = b.closest('li');
     const id = li.dataset.id;
-    if (b.dataset.action === 'open') openConv(id);
+    if (b.dataset.action === 'open') {
+      if (conv && conv.id === id) closeSidebar(); // already open: a running answer goes on
+      else openConv(id);
+    }
     else if (b.dataset.action === 'rename') renameConv(li, id);
     else if (b.dataset.action === 'delete') {
       // two steps: the first press asks

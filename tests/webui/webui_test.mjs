@@ -475,6 +475,33 @@ await test('an API key set in the settings talks to a server started with --api-
   await p.close();
 });
 
+await test('opening another conversation mid-answer stops it and keeps it in its own conversation', async () => {
+  await page.click('#new-chat');
+  await setSettings(page, { max_tokens: '6000' });
+  await page.type('#input', 'Interrupted');
+  await page.keyboard.press('Enter');
+  await pollUntil('the answer to stream', async () => {
+    const a = await lastAnswer(page);
+    return { ok: a.streaming && a.text.length > 0 };
+  });
+  const others = await page.$$eval('#conv-list .conv-open', (b) => b.map((x) => x.textContent));
+  const target = others.find((t) => t !== 'Interrupted');
+  const h = await page.evaluateHandle((t) => [...document.querySelectorAll('#conv-list .conv-open')].find((b) => b.textContent === t), target);
+  await h.click();
+  await page.waitForFunction(() => document.querySelector('#stop').hidden);
+  await pollUntil('/metrics: nothing running', async () => ({ ok: (await metrics(base)).running === 0 }));
+  const saved = await page.evaluate(() => {
+    const idx = JSON.parse(localStorage.getItem('cinfer.conversations'));
+    const e = idx.find((x) => x.title === 'Interrupted');
+    return JSON.parse(localStorage.getItem('cinfer.conv.' + e.id));
+  });
+  assert.equal(saved.messages.length, 2);
+  assert.equal(saved.messages[1].stats.stopped, true);
+  assert.ok(saved.messages[1].content.length > 0);
+  assert.equal(await page.$eval('#conv-list .conv.active .conv-open', (b) => b.textContent), target);
+  assert.ok(!(await page.$$eval('#messages .bubble', (b) => b.map((x) => x.textContent))).includes('Interrupted'));
+});
+
 await test('no console errors, nothing injected ran', async () => {
   assert.deepEqual(consoleErrors, []);
   assert.deepEqual(xssCalls, []);
