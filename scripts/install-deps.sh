@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libutf8proc-dev libedit-dev
   python3 python3-jinja2
   nginx openssl
+  chromium
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

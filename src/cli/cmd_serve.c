@@ -23,7 +23,7 @@ typedef struct serve_args {
     const char *model_path, *host, *api_key, *name;
     long port, max_seqs, max_len, threads;
     double kv_gib;
-    bool no_prefix;
+    bool no_prefix, no_webui;
     double shutdown_timeout_s;
     long max_waiting, max_connections, max_connections_per_ip, max_body_mb;
 } serve_args;
@@ -60,6 +60,7 @@ static void usage(FILE *out) {
             "  --max-model-len N          prompt + output tokens per sequence (default: min(model, %d))\n"
             "  --threads N                CPU threads for the forward pass (default: all)\n"
             "  --no-prefix-caching        do not share KV blocks between requests\n"
+            "  --no-webui                 do not serve the chat page on / (docs/WEBUI.md)\n"
             "  --max-waiting N            queued requests beyond the running ones; more get 503 (default %ld)\n"
             "  --max-connections N        open HTTP connections in all (default %ld)\n"
             "  --max-connections-per-ip N open connections from one client address (default %ld)\n"
@@ -150,6 +151,8 @@ static int parse_args(serve_args *a, int argc, char **argv) {
                 return cli_usage_error(CMD, "--shutdown-timeout takes seconds in (0, 86400]");
         } else if (strcmp(arg, "--no-prefix-caching") == 0) {
             a->no_prefix = true;
+        } else if (strcmp(arg, "--no-webui") == 0) {
+            a->no_webui = true;
         } else if (arg[0] == '-') {
             return cli_usage_error(CMD, "unknown option '%s'", arg);
         } else if (!a->model_path) {
@@ -199,6 +202,7 @@ int cmd_serve(int argc, char **argv) {
     so.max_connections = (int)a.max_connections;
     so.max_connections_per_ip = (int)a.max_connections_per_ip;
     so.max_body_bytes = (unsigned)a.max_body_mb << 20;
+    so.no_webui = a.no_webui;
     cinfer_error err = {0};
     rc = ci_server_run(m, &so, &err);
     if (rc != 0) fprintf(stderr, "cinfer " CMD ": %s\n", err.message);

@@ -4,6 +4,7 @@
  * that serves dispatch, 405 answers (with Allow) and 404s.
  */
 #include "server/server.h"
+#include "server/webui.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,10 @@ typedef struct route {
 } route;
 
 static const route ROUTES[] = {
+    {"GET", "/", false, api_webui},  /* the chat page and its assets (webui.c) */
+    {"GET", "/app.js", false, api_webui},
+    {"GET", "/app.css", false, api_webui},
+    {"GET", "/favicon.svg", false, api_webui},
     {"GET", "/health", false, api_health},
     {"POST", "/health", false, api_health},
     {"GET", "/ping", false, api_health},

@@ -102,6 +102,7 @@ typedef struct ci_server_options {
     int idle_timeout_s;           /* idle time allowed afterwards (keep-alive, slow readers) */
     int max_queued;               /* choices waiting beyond max_num_seqs; more get 503 + Retry-After */
     unsigned max_body_bytes;      /* larger bodies get 413, before they are read */
+    bool no_webui;                /* `/` and the chat page's assets answer 404 */
     /* called once the socket accepts connections, with the bound port (--port 0) */
     void (*on_listening)(void *user, int port);
     void *user;
