@@ -234,9 +234,10 @@ tv *tpl_getitem(tpl_render *r, tv *obj, tv *key) {
         int64_t i;
         if (index_from(key, &i)) {
             int64_t n = (int64_t)obj->u.list.len;
+            int64_t asked = i;
             if (i < 0) i += n;
             if (i >= 0 && i < n) return tv_retain(obj->u.list.items[i]);
-            return tv_undefined_hint("%s object has no element %lld", tv_type_name(obj), (long long)key->u.i);
+            return tv_undefined_hint("%s object has no element %lld", tv_type_name(obj), (long long)asked);
         }
         break;
     }

@@ -4,9 +4,22 @@
  * Chat templates print values with Python's str()/repr() (so `{{ [1.0] }}`
  * is "[1.0]" and `{{ {'a': none} }}` is "{'a': None}") and serialize them
  * with json.dumps; both are reproduced here byte for byte, including
- * CPython's shortest-round-trip float repr. Values are reference counted;
- * none/true/false/plain-undefined are immortal singletons so the hot paths
- * (tests, comparisons) allocate nothing.
+ * CPython's shortest-round-trip float repr.
+ *
+ * Ownership and threads. Values are reference counted with plain (not
+ * atomic) counts, because every value a render creates stays inside that
+ * render, on one thread. The only values several renders see are those the
+ * template itself holds, and a parsed template is rendered by any number of
+ * threads at once (every server connection renders the model's one
+ * template). Those are made immortal: refs == 0 means "not counted",
+ * tv_retain/tv_release skip it, so a render only ever reads them. Immortal
+ * values are the none/true/false/undefined singletons (so the hot paths,
+ * tests and comparisons, allocate nothing) and the template's literals,
+ * which the parser freezes with tv_make_immortal (a scalar or a string,
+ * whose code-point count is computed then, since tv_str_codepoints
+ * otherwise caches it lazily in the value) and cinfer_template_free frees
+ * with tv_free_immortal. Sharing costs nothing on the hot path: the refs
+ * test was already there for the singletons, and no count is atomic.
  */
 #include "template/tpl_internal.h"
 
@@ -81,6 +94,25 @@ void tv_release(tv *v) {
         cur = stack[--n];
     }
     free(stack);
+}
+
+static bool is_singleton(const tv *v) {
+    return v == &TV_NONE_VALUE || v == &TV_TRUE_VALUE || v == &TV_FALSE_VALUE || v == &TV_UNDEFINED_VALUE;
+}
+
+tv *tv_make_immortal(tv *v) {
+    if (is_singleton(v)) return v;
+    /* Only childless kinds (int, float, str) are frozen: tv_free_immortal
+     * frees no items. */
+    if (v->kind == TV_STR) tv_str_codepoints(v); /* the lazy cache must not be written while shared */
+    v->refs = 0;
+    return v;
+}
+
+void tv_free_immortal(tv *v) {
+    if (!v || is_singleton(v)) return;
+    if (v->kind == TV_STR) free(v->u.str.s);
+    free(v);
 }
 
 tv *tv_none(void) { return &TV_NONE_VALUE; }
