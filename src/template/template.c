@@ -25,6 +25,9 @@ void tpl_limits_default(tpl_limits *l) {
     l->max_iterations = 10000000;
     l->max_output_bytes = 256u << 20;
     l->max_string_bytes = 256u << 20;
+    /* A render builds a few times its output; this stops loops that keep
+     * copying or retaining large values (10M iterations x 256 MiB). */
+    l->max_built_bytes = (size_t)1 << 30;
 }
 
 cinfer_template *tpl_parse_with_limits(const char *source, size_t len, const tpl_limits *limits,

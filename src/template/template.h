@@ -33,6 +33,7 @@ typedef struct tpl_limits {
     uint64_t max_iterations;     /* for-loop iterations over a whole render */
     size_t max_output_bytes;     /* rendered text */
     size_t max_string_bytes;     /* any single string or list built while rendering */
+    size_t max_built_bytes;      /* all strings and lists built over a whole render (memory and time) */
 } tpl_limits;
 
 void tpl_limits_default(tpl_limits *limits);

@@ -351,6 +351,7 @@ struct tpl_render {
     size_t n_captured, cap_captured;
     int macro_depth;
     const tnode *current; /* node being evaluated, for error positions */
+    size_t built;         /* bytes of strings and list slots built so far (limits.max_built_bytes) */
 };
 
 /* Records an error at the current node; always returns NULL. */
@@ -371,6 +372,10 @@ int tpl_contains(tpl_render *r, tv *container, tv *item); /* 1/0/-1 */
 void tpl_track_namespace(tpl_render *r, tv *ns);
 void tpl_frame_release(tframe *f);
 bool tpl_check_string_size(tpl_render *r, size_t len);
+/* Counts a value the render just built (its own bytes or slots, not its
+ * items') against limits.max_built_bytes; on excess fails the render,
+ * releases v and returns NULL. Passes NULL through. */
+tv *tpl_charge(tpl_render *r, tv *v);
 
 /* Argument helpers for builtins: fetch parameter `index`/`name`, borrowed. */
 tv *targ(tv_args *a, size_t index, const char *name);

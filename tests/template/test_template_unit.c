@@ -126,6 +126,58 @@ static void test_limits(void) {
     CHECK(out == NULL && err.code == CINFER_ERR_LIMIT);
     cinfer_free(out);
 
+    /* Hostile shapes found by the issue-11 audit. A value nested 300,000
+     * levels deep: ==, `in` and hashing once recursed on the C stack (crash). */
+    const char *deep = "{% set ns = namespace(x=[], y=[], t=()) %}"
+                       "{% for k in range(3) %}{% for i in range(100000) %}"
+                       "{% set ns.x = [ns.x] %}{% set ns.y = [ns.y] %}{% set ns.t = (ns.t,) %}"
+                       "{% endfor %}{% endfor %}";
+    ci_buf_printf(&b, "%s{{ ns.x == ns.y }} {{ ns.x != [ns.y] }} {{ ns.t in {} }} {{ [ns.x] | unique | list | length }}",
+                  deep);
+    out = render(b.data, NULL, NULL, &err);
+    CHECK_MSG(out == NULL && err.code == CINFER_ERR_TEMPLATE && strstr(err.message, "unhashable type: 'list'"),
+              "%s", out ? out : err.message); /* `unique` hashes the list, as Jinja2 does */
+    cinfer_free(out);
+    ci_buf_free(&b);
+    ci_buf_printf(&b, "%s{{ ns.x == ns.y }} {{ ns.x != [ns.y] }} {{ ns.t in {} }}", deep);
+    expect_output(b.data, NULL, "True True False");
+    ci_buf_free(&b);
+    /* ordering descends one level per comparison: bounded like Python's recursion limit */
+    ci_buf_printf(&b, "{%% set ns = namespace(x=[1], y=[2]) %%}{%% for i in range(5000) %%}"
+                      "{%% set ns.x = [ns.x] %%}{%% set ns.y = [ns.y] %%}{%% endfor %%}{{ ns.x < ns.y }}");
+    expect_error(b.data, NULL, CINFER_ERR_LIMIT, "maximum recursion depth exceeded in comparison");
+    ci_buf_free(&b);
+    expect_output("{% set ns = namespace(x=[1], y=[2]) %}{% for i in range(900) %}{% set ns.x = [ns.x] %}"
+                  "{% set ns.y = [ns.y] %}{% endfor %}{{ ns.x < ns.y }}",
+                  NULL, "True");
+    /* a filter chain as long as the source allows: applied in a loop, and
+     * lexed in linear time (the column was once recounted per token) */
+    ci_buf_puts(&b, "{{ ' x '");
+    for (int i = 0; i < 150000; i++) ci_buf_puts(&b, "|trim");
+    ci_buf_puts(&b, " }}");
+    expect_output(b.data, NULL, "x");
+    ci_buf_free(&b);
+    /* every render has a budget for the values it builds: copying a list in
+     * a loop (quadratic), retaining large strings, or exponential macro
+     * recursion stop with a limit error instead of taking memory or hours */
+    expect_error("{% set ns = namespace(l=[]) %}{% for k in range(100) %}{% for i in range(100000) %}"
+                 "{% set ns.l = ns.l + [i] %}{% endfor %}{% endfor %}",
+                 NULL, CINFER_ERR_LIMIT, "template built more than");
+    expect_error("{% macro m(n) %}{% if n > 0 %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(60) }}", NULL,
+                 CINFER_ERR_LIMIT, "template built more than");
+    tpl_limits_default(&lim);
+    lim.max_built_bytes = 1 << 20;
+    out = render("{% set ns = namespace(s='x' * 100000, l=[]) %}{% for i in range(20) %}"
+                 "{% set ns.l = ns.l + [ns.s | lower] %}{% endfor %}",
+                 NULL, &lim, &err);
+    CHECK(out == NULL && err.code == CINFER_ERR_LIMIT);
+    cinfer_free(out);
+    out = render("{% set ns = namespace(s='x' * 100000, l=[]) %}{% for i in range(5) %}"
+                 "{% set ns.l = ns.l + [ns.s | lower] %}{% endfor %}{{ ns.l | length }}",
+                 NULL, &lim, &err);
+    CHECK(out && strcmp(out, "5") == 0);
+    cinfer_free(out);
+
     /* a context nested deeper than str() will print */
     ci_buf_puts(&b, "{\"x\": ");
     for (int i = 0; i < 1000; i++) ci_buf_putc(&b, '[');
