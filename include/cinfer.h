@@ -151,6 +151,14 @@ typedef struct cinfer_chat_template_source {
     char *eos_token;
 } cinfer_chat_template_source;
 int cinfer_chat_template_source_load(const char *path, cinfer_chat_template_source *out, cinfer_error *err);
+/* The same from bytes already in memory (what the path form reads): the
+ * contents of tokenizer_config.json and/or chat_template.jinja, NULL for a
+ * file that is absent (at least one is needed). The .jinja text wins for
+ * the template; the config gives bos/eos. `name` labels errors (NULL: the
+ * file name). */
+int cinfer_chat_template_source_from_memory(const char *config_json, size_t config_len, const char *jinja,
+                                            size_t jinja_len, const char *name, cinfer_chat_template_source *out,
+                                            cinfer_error *err);
 void cinfer_chat_template_source_free(cinfer_chat_template_source *src);
 
 /* Renders with a context given as a JSON object text (messages, tools,

@@ -7,6 +7,12 @@
  * apply_chat_template environment: Jinja2 ImmutableSandboxedEnvironment with
  * trim_blocks, lstrip_blocks, loopcontrols, the {% generation %} tag, and the
  * globals raise_exception, strftime_now and the json.dumps-based tojson.
+ *
+ * Threads: a parsed cinfer_template is immutable. Rendering only reads it
+ * (its literals are immortal values that are never reference counted, see
+ * tpl_value.c) and keeps all of its own state in the render, so any number
+ * of threads may render one template at once without locking. Parsing and
+ * freeing are not concurrent with rendering.
  */
 #ifndef CINFER_TEMPLATE_H
 #define CINFER_TEMPLATE_H
@@ -27,6 +33,7 @@ typedef struct tpl_limits {
     uint64_t max_iterations;     /* for-loop iterations over a whole render */
     size_t max_output_bytes;     /* rendered text */
     size_t max_string_bytes;     /* any single string or list built while rendering */
+    size_t max_built_bytes;      /* all strings and lists built over a whole render (memory and time) */
 } tpl_limits;
 
 void tpl_limits_default(tpl_limits *limits);
@@ -40,5 +47,12 @@ cinfer_template *tpl_parse_with_limits(const char *source, size_t len, const tpl
  * limits NULL = defaults. Returns a NUL-terminated cinfer_free()-able string. */
 char *tpl_render_jansson(const cinfer_template *tpl, const json_t *context, const tpl_limits *limits,
                          size_t *len_out, cinfer_error *err);
+
+/* cinfer_chat_template_source_load for a GGUF file already open (the
+ * engine holds one): tokenizer.chat_template and the bos/eos token strings.
+ * `name` labels errors. Free *out with cinfer_chat_template_source_free. */
+struct ci_gguf_file;
+int tpl_source_from_gguf(const struct ci_gguf_file *f, const char *name, cinfer_chat_template_source *out,
+                         cinfer_error *err);
 
 #endif

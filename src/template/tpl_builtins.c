@@ -816,14 +816,17 @@ tv *tpl_get_method(tpl_render *r, tv *obj, const char *name, size_t len, bool *u
     case TV_DICT: table = DICT_METHODS; break;
     case TV_LIST: table = LIST_METHODS; break;
     case TV_TUPLE: table = TUPLE_METHODS; break;
-    case TV_INT: case TV_BOOL: case TV_FLOAT: {
-        /* number attributes (data descriptors, not methods) */
-        bool is_float = obj->kind == TV_FLOAT;
-        int64_t iv = obj->kind == TV_INT ? obj->u.i : obj->u.b;
-        if (len == 4 && memcmp(name, "real", 4) == 0) return is_float ? tv_retain(obj) : tv_int(iv);
-        if (len == 4 && memcmp(name, "imag", 4) == 0) return is_float ? tv_float(0.0) : tv_int(0);
-        if (!is_float && len == 9 && memcmp(name, "numerator", 9) == 0) return tv_int(iv);
-        if (!is_float && len == 11 && memcmp(name, "denominator", 11) == 0) return tv_int(1);
+    case TV_FLOAT: /* float.real is the float itself; floats have no numerator */
+        if (len == 4 && memcmp(name, "real", 4) == 0) return tv_retain(obj);
+        if (len == 4 && memcmp(name, "imag", 4) == 0) return tv_float(0.0);
+        table = NUMBER_METHODS;
+        break;
+    case TV_INT: case TV_BOOL: { /* int attributes (data descriptors, not methods); bool is an int */
+        int64_t iv = obj->kind == TV_INT ? obj->u.i : (int64_t)obj->u.b;
+        if (len == 4 && memcmp(name, "real", 4) == 0) return tv_int(iv);
+        if (len == 4 && memcmp(name, "imag", 4) == 0) return tv_int(0);
+        if (len == 9 && memcmp(name, "numerator", 9) == 0) return tv_int(iv);
+        if (len == 11 && memcmp(name, "denominator", 11) == 0) return tv_int(1);
         table = NUMBER_METHODS;
         break;
     }
@@ -1227,7 +1230,10 @@ static tv *select_common(tpl_render *r, tv *value, tv_args *a, bool select, bool
         test = tpl_find_test(name->u.str.s, name->u.str.len);
         if (!test) return tpl_fail(r, "No test named '%s'.", name->u.str.s);
     }
-    tv_args sub = {.pos = a->pos + (a->npos > off ? off + 1 : a->npos), .npos = a->npos > off ? a->npos - off - 1 : 0,
+    /* the test's own arguments follow its name; none at all (`select()`) is
+     * an empty list, and a->pos may then be NULL (no pointer arithmetic on it) */
+    size_t first = off + 1;
+    tv_args sub = {.pos = a->npos > first ? a->pos + first : NULL, .npos = a->npos > first ? a->npos - first : 0,
                    .kwnames = a->kwnames, .kwvals = a->kwvals, .nkw = a->nkw};
     tv *items = tpl_iterate(r, value);
     if (!items) return NULL;

@@ -70,6 +70,25 @@ bool tpl_check_string_size(tpl_render *r, size_t len) {
     return true;
 }
 
+tv *tpl_charge(tpl_render *r, tv *v) {
+    if (!v) return NULL;
+    size_t bytes = 0;
+    switch (v->kind) {
+    case TV_STR: bytes = v->u.str.len; break;
+    case TV_LIST: case TV_TUPLE: case TV_ITER: bytes = v->u.list.len * sizeof(tv *); break;
+    case TV_DICT: case TV_NAMESPACE: bytes = v->u.dict.len * 2 * sizeof(tv *); break;
+    default: bytes = sizeof(tv); break;
+    }
+    bytes += sizeof(tv);
+    if (bytes > r->limits.max_built_bytes - r->built) { /* r->built never exceeds the limit */
+        tpl_fail_limit(r, "template built more than %zu bytes of values", r->limits.max_built_bytes);
+        tv_release(v);
+        return NULL;
+    }
+    r->built += bytes;
+    return v;
+}
+
 /* ----------------------------------------------------------------- frames */
 
 static tframe *frame_new(tframe *parent) {
@@ -234,9 +253,10 @@ tv *tpl_getitem(tpl_render *r, tv *obj, tv *key) {
         int64_t i;
         if (index_from(key, &i)) {
             int64_t n = (int64_t)obj->u.list.len;
+            int64_t asked = i;
             if (i < 0) i += n;
             if (i >= 0 && i < n) return tv_retain(obj->u.list.items[i]);
-            return tv_undefined_hint("%s object has no element %lld", tv_type_name(obj), (long long)key->u.i);
+            return tv_undefined_hint("%s object has no element %lld", tv_type_name(obj), (long long)asked);
         }
         break;
     }
@@ -901,8 +921,8 @@ done:
 
 tv *tpl_call(tpl_render *r, tv *fn, tv_args *a) {
     switch (fn->kind) {
-    case TV_FUNC: return fn->u.func.fn(r, fn->u.func.self, a);
-    case TV_MACRO: return call_macro(r, fn, a);
+    case TV_FUNC: return tpl_charge(r, fn->u.func.fn(r, fn->u.func.self, a));
+    case TV_MACRO: return tpl_charge(r, call_macro(r, fn, a));
     case TV_UNDEFINED: return tpl_fail_undefined(r, fn);
     default: return tpl_fail(r, "'%s' object is not callable", tv_type_name(fn));
     }
@@ -922,28 +942,44 @@ static tv *eval_call(tpl_render *r, const tnode *n, tframe *f, tv *extra_caller)
     return result;
 }
 
-/* Applies a filter node; `input` replaces the innermost missing operand
- * (filter blocks and set blocks). */
-static tv *eval_filter(tpl_render *r, const tnode *n, tframe *f, tv *input) {
-    tv *value;
-    if (n->a) value = n->a->kind == N_FILTER ? eval_filter(r, n->a, f, input) : eval(r, n->a, f);
-    else value = tv_retain(input);
-    if (!value) return NULL;
+/* Applies one filter node to `value` (consumed). */
+static tv *apply_filter(tpl_render *r, const tnode *n, tframe *f, tv *value) {
     const tnode *saved = r->current;
     r->current = n;
-    if (!n->filter_fn) {
-        tv_release(value);
-        tpl_fail(r, "No filter named '%.*s'.", (int)n->name_len, n->name);
-        r->current = saved;
-        return NULL;
-    }
-    tv_args a = {0};
     tv *result = NULL;
-    if (eval_args(r, n, f, &a)) result = n->filter_fn(r, value, &a);
-    args_free(&a);
+    if (!n->filter_fn) {
+        tpl_fail(r, "No filter named '%.*s'.", (int)n->name_len, n->name);
+    } else {
+        tv_args a = {0};
+        if (eval_args(r, n, f, &a)) result = tpl_charge(r, n->filter_fn(r, value, &a));
+        args_free(&a);
+    }
     tv_release(value);
-    r->current = saved;
+    if (result) r->current = saved;
     return result;
+}
+
+/* Applies a chain of filter nodes (`x|a|b|c` parses as c(b(a(x)))); `input`
+ * replaces the innermost missing operand (filter blocks and set blocks).
+ * The chain is walked with a loop, not recursion: its length is bounded
+ * only by the source size. */
+static tv *eval_filter(tpl_render *r, const tnode *n, tframe *f, tv *input) {
+    const tnode *local[32], **chain = local;
+    size_t len = 0, cap = 32;
+    for (const tnode *c = n; c && c->kind == N_FILTER; c = c->a) {
+        if (len == cap) {
+            cap *= 2;
+            const tnode **grown = ci_realloc_array(chain == local ? NULL : chain, cap, sizeof *chain);
+            if (chain == local) memcpy(grown, local, sizeof local);
+            chain = grown;
+        }
+        chain[len++] = c;
+    }
+    const tnode *inner = chain[len - 1]->a;
+    tv *value = inner ? eval(r, inner, f) : tv_retain(input);
+    for (size_t i = len; value && i-- > 0;) value = apply_filter(r, chain[i], f, value);
+    if (chain != local) free(chain);
+    return value;
 }
 
 static tv *eval_test(tpl_render *r, const tnode *n, tframe *f) {
@@ -980,7 +1016,7 @@ static tv *eval_inner(tpl_render *r, const tnode *n, tframe *f) {
         if (!obj) return NULL;
         tv *v;
         if (n->b->kind == N_SLICE) {
-            v = eval_slice(r, obj, n->b, f);
+            v = tpl_charge(r, eval_slice(r, obj, n->b, f));
         } else {
             tv *key = eval(r, n->b, f);
             v = key ? tpl_getitem(r, obj, key) : NULL;
@@ -1024,7 +1060,7 @@ static tv *eval_inner(tpl_render *r, const tnode *n, tframe *f) {
         tv *out = tpl_binop(r, n->op, a, b);
         tv_release(a);
         tv_release(b);
-        return out;
+        return tpl_charge(r, out);
     }
     case N_CONCAT: {
         ci_buf b = {0};
@@ -1039,7 +1075,7 @@ static tv *eval_inner(tpl_render *r, const tnode *n, tframe *f) {
         }
         size_t len;
         char *s = ci_buf_take(&b, &len);
-        return tv_str_take(s, len);
+        return tpl_charge(r, tv_str_take(s, len));
     }
     case N_COMPARE: {
         tv *left = eval(r, n->a, f);
@@ -1095,7 +1131,7 @@ static tv *eval_inner(tpl_render *r, const tnode *n, tframe *f) {
             }
             tv_list_push(l, v);
         }
-        return l;
+        return tpl_charge(r, l);
     }
     case N_DICT: {
         tv *d = tv_dict_new(TV_DICT);
@@ -1119,7 +1155,7 @@ static tv *eval_inner(tpl_render *r, const tnode *n, tframe *f) {
             }
             tv_dict_set(d, k, v);
         }
-        return d;
+        return tpl_charge(r, d);
     }
     default: return tpl_fail(r, "invalid expression");
     }
@@ -1160,7 +1196,7 @@ static tv *capture(tpl_render *r, const tnode_vec *body, tframe *f) {
     }
     size_t len;
     char *s = ci_buf_take(&captured, &len);
-    return tv_str_take(s, len);
+    return tpl_charge(r, tv_str_take(s, len));
 }
 
 static int exec_for(tpl_render *r, const tnode *n, tframe *f) {

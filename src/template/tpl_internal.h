@@ -12,6 +12,12 @@
  * new reference the caller must tv_release(). The only cycles a template can
  * build go through namespaces (`set ns.a = ns`), so a render keeps a list of
  * its namespaces and clears them at the end.
+ *
+ * A parsed template is immutable and renders from any number of threads at
+ * once: everything a render writes (values, frames, output, counters) lives
+ * in its tpl_render; the template's own values (literals) are immortal
+ * (refs == 0, see tpl_value.c) and only read. No global or static state is
+ * written while rendering.
  */
 #ifndef CINFER_TPL_INTERNAL_H
 #define CINFER_TPL_INTERNAL_H
@@ -61,7 +67,7 @@ typedef struct tv_args {
 typedef tv *(*tv_builtin)(tpl_render *r, tv *self, tv_args *args);
 
 struct tv {
-    uint32_t refs; /* 0 = immortal singleton */
+    uint32_t refs; /* 0 = immortal (singletons, template literals): never counted, never written */
     uint8_t kind;
     uint8_t markup;   /* TV_STR: a Markup (from |safe / |escape) */
     uint8_t unsafe;   /* TV_UNDEFINED: raised as a sandbox SecurityError */
@@ -109,6 +115,11 @@ extern tv TV_NONE_VALUE, TV_TRUE_VALUE, TV_FALSE_VALUE, TV_UNDEFINED_VALUE;
 
 tv *tv_retain(tv *v);
 void tv_release(tv *v);
+/* Freezes a parse-time literal (int, float, str or a singleton) so that
+ * concurrent renders share it read-only; returns v. The owner (the
+ * template) frees it with tv_free_immortal. */
+tv *tv_make_immortal(tv *v);
+void tv_free_immortal(tv *v);
 tv *tv_none(void);
 tv *tv_bool(bool b);
 tv *tv_undefined(void);
@@ -340,6 +351,7 @@ struct tpl_render {
     size_t n_captured, cap_captured;
     int macro_depth;
     const tnode *current; /* node being evaluated, for error positions */
+    size_t built;         /* bytes of strings and list slots built so far (limits.max_built_bytes) */
 };
 
 /* Records an error at the current node; always returns NULL. */
@@ -360,6 +372,10 @@ int tpl_contains(tpl_render *r, tv *container, tv *item); /* 1/0/-1 */
 void tpl_track_namespace(tpl_render *r, tv *ns);
 void tpl_frame_release(tframe *f);
 bool tpl_check_string_size(tpl_render *r, size_t len);
+/* Counts a value the render just built (its own bytes or slots, not its
+ * items') against limits.max_built_bytes; on excess fails the render,
+ * releases v and returns NULL. Passes NULL through. */
+tv *tpl_charge(tpl_render *r, tv *v);
 
 /* Argument helpers for builtins: fetch parameter `index`/`name`, borrowed. */
 tv *targ(tv_args *a, size_t index, const char *name);

@@ -27,30 +27,31 @@ typedef struct lexer {
     cinfer_error *err;
     bool line_starting;
     /* position cursor for line/column computation (positions only grow) */
-    size_t cur_pos, cur_line_start;
-    int cur_line;
+    size_t cur_pos;
+    int cur_line, cur_col; /* of cur_pos; the column counts code points from 1 */
     char balance[256];
     int nbalance;
 } lexer;
 
+/* Line and column (in code points) of `pos`, kept incrementally so a
+ * source that is one long line still lexes in linear time. */
 static void linecol(lexer *lx, size_t pos, int *line, int *col) {
     if (pos < lx->cur_pos) { /* rare: restart the scan */
         lx->cur_pos = 0;
         lx->cur_line = 1;
-        lx->cur_line_start = 0;
+        lx->cur_col = 1;
     }
     while (lx->cur_pos < pos && lx->cur_pos < lx->len) {
-        if (lx->s[lx->cur_pos] == '\n') {
+        unsigned char c = (unsigned char)lx->s[lx->cur_pos++];
+        if (c == '\n') {
             lx->cur_line++;
-            lx->cur_line_start = lx->cur_pos + 1;
+            lx->cur_col = 1;
+        } else if ((c & 0xC0) != 0x80) {
+            lx->cur_col++;
         }
-        lx->cur_pos++;
     }
     *line = lx->cur_line;
-    int c = 1;
-    for (size_t i = lx->cur_line_start; i < pos; i++)
-        if (((unsigned char)lx->s[i] & 0xC0) != 0x80) c++;
-    *col = c;
+    *col = lx->cur_col;
 }
 
 static int lex_fail(lexer *lx, size_t pos, const char *fmt, const char *arg) {
@@ -436,7 +437,7 @@ static int lex_tag(lexer *lx, bool is_block) {
 }
 
 int tpl_lex(const char *src, size_t len, tok_list *out, cinfer_error *err) {
-    lexer lx = {.s = src, .len = len, .out = out, .err = err, .line_starting = true, .cur_line = 1};
+    lexer lx = {.s = src, .len = len, .out = out, .err = err, .line_starting = true, .cur_line = 1, .cur_col = 1};
     while (lx.pos < len) {
         /* root rule: earliest "{{", "{%" or "{#" */
         size_t q = lx.pos;

@@ -420,17 +420,17 @@ static tnode *parse_primary(parser *p) {
         }
         size_t len;
         char *s = ci_buf_take(&b, &len);
-        n->cval = tv_str_take(s, len);
+        n->cval = tv_make_immortal(tv_str_take(s, len));
         return n;
     }
     case TK_INTEGER:
         n = new_node(p, N_CONST, t);
-        n->cval = tv_int(t->ival);
+        n->cval = tv_make_immortal(tv_int(t->ival));
         advance(p);
         return n;
     case TK_FLOAT:
         n = new_node(p, N_CONST, t);
-        n->cval = tv_float(t->fval);
+        n->cval = tv_make_immortal(tv_float(t->fval));
         advance(p);
         return n;
     case TK_OP:
@@ -580,7 +580,7 @@ static tnode *parse_postfix(parser *p, tnode *node) {
                 node = n;
             } else if (attr->type == TK_INTEGER) {
                 tnode *k = new_node(p, N_CONST, attr);
-                k->cval = tv_int(attr->ival);
+                k->cval = tv_make_immortal(tv_int(attr->ival));
                 advance(p);
                 tnode *n = new_node(p, N_GETITEM, t);
                 n->a = node;
@@ -750,7 +750,7 @@ static tnode *parse_assign_target(parser *p, const char *extra_end, bool with_na
         advance(p);
         tok *attr = cur(p);
         if (attr->type != TK_NAME) return fail_at(p, attr, "expected name");
-        n->cval = tv_str(attr->text, attr->len);
+        n->cval = tv_make_immortal(tv_str(attr->text, attr->len));
         advance(p);
         return n;
     }
@@ -1066,7 +1066,7 @@ int tpl_parse(cinfer_template *tpl, const tpl_limits *limits, cinfer_error *err)
 void tpl_nodes_free(cinfer_template *tpl) {
     for (size_t i = 0; i < tpl->n_nodes; i++) {
         tnode *n = tpl->all_nodes[i];
-        tv_release(n->cval);
+        tv_free_immortal(n->cval);
         free(n->items.v);
         free(n->kwargs.v);
         free(n->body.v);

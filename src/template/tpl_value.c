@@ -4,9 +4,22 @@
  * Chat templates print values with Python's str()/repr() (so `{{ [1.0] }}`
  * is "[1.0]" and `{{ {'a': none} }}` is "{'a': None}") and serialize them
  * with json.dumps; both are reproduced here byte for byte, including
- * CPython's shortest-round-trip float repr. Values are reference counted;
- * none/true/false/plain-undefined are immortal singletons so the hot paths
- * (tests, comparisons) allocate nothing.
+ * CPython's shortest-round-trip float repr.
+ *
+ * Ownership and threads. Values are reference counted with plain (not
+ * atomic) counts, because every value a render creates stays inside that
+ * render, on one thread. The only values several renders see are those the
+ * template itself holds, and a parsed template is rendered by any number of
+ * threads at once (every server connection renders the model's one
+ * template). Those are made immortal: refs == 0 means "not counted",
+ * tv_retain/tv_release skip it, so a render only ever reads them. Immortal
+ * values are the none/true/false/undefined singletons (so the hot paths,
+ * tests and comparisons, allocate nothing) and the template's literals,
+ * which the parser freezes with tv_make_immortal (a scalar or a string,
+ * whose code-point count is computed then, since tv_str_codepoints
+ * otherwise caches it lazily in the value) and cinfer_template_free frees
+ * with tv_free_immortal. Sharing costs nothing on the hot path: the refs
+ * test was already there for the singletons, and no count is atomic.
  */
 #include "template/tpl_internal.h"
 
@@ -81,6 +94,25 @@ void tv_release(tv *v) {
         cur = stack[--n];
     }
     free(stack);
+}
+
+static bool is_singleton(const tv *v) {
+    return v == &TV_NONE_VALUE || v == &TV_TRUE_VALUE || v == &TV_FALSE_VALUE || v == &TV_UNDEFINED_VALUE;
+}
+
+tv *tv_make_immortal(tv *v) {
+    if (is_singleton(v)) return v;
+    /* Only childless kinds (int, float, str) are frozen: tv_free_immortal
+     * frees no items. */
+    if (v->kind == TV_STR) tv_str_codepoints(v); /* the lazy cache must not be written while shared */
+    v->refs = 0;
+    return v;
+}
+
+void tv_free_immortal(tv *v) {
+    if (!v || is_singleton(v)) return;
+    if (v->kind == TV_STR) free(v->u.str.s);
+    free(v);
 }
 
 tv *tv_none(void) { return &TV_NONE_VALUE; }
@@ -419,68 +451,124 @@ static int num_cmp(const tv *a, const tv *b) {
     return x < y ? -1 : x > y;
 }
 
-bool tv_equal(const tv *a, const tv *b) {
+/* Value walks (==, <, hashability) must not recurse on the C stack: a
+ * template can nest a list a million levels deep (`set ns.x = [ns.x]` in a
+ * loop) and a render may run on a small thread stack. Equality and
+ * hashability walk with an explicit stack; ordering only ever descends into
+ * the first unequal pair, so it is a loop, bounded like Python's recursion
+ * limit because every level re-compares the subtree below. */
+
+/* One level of ==: true/false when decided here, else pushes the pairs of
+ * children still to compare and returns true. */
+static bool equal_shallow(const tv *a, const tv *b, const tv ***stack, size_t *n, size_t *cap) {
     if (a == b) return a->kind != TV_FLOAT || !isnan(a->u.f);
     if (tv_is_number(a) && tv_is_number(b)) return num_cmp(a, b) == 0;
     if (a->kind != b->kind) return false;
     switch (a->kind) {
     case TV_UNDEFINED: case TV_NONE: return true;
     case TV_STR: return a->u.str.len == b->u.str.len && memcmp(a->u.str.s, b->u.str.s, a->u.str.len) == 0;
-    case TV_LIST: case TV_TUPLE:
-        if (a->u.list.len != b->u.list.len) return false;
-        for (size_t i = 0; i < a->u.list.len; i++)
-            if (!tv_equal(a->u.list.items[i], b->u.list.items[i])) return false;
-        return true;
-    case TV_DICT:
-        if (a->u.dict.len != b->u.dict.len) return false;
-        for (size_t i = 0; i < a->u.dict.len; i++) {
-            const tv *other = tv_dict_get(b, a->u.dict.keys[i]);
-            if (!other || !tv_equal(a->u.dict.vals[i], other)) return false;
+    case TV_LIST: case TV_TUPLE: case TV_DICT: {
+        size_t len = a->kind == TV_DICT ? a->u.dict.len : a->u.list.len;
+        if (len != (b->kind == TV_DICT ? b->u.dict.len : b->u.list.len)) return false;
+        if (*n + 2 * len > *cap) {
+            *cap = (*n + 2 * len) * 2;
+            *stack = ci_realloc_array(*stack, *cap, sizeof **stack);
+        }
+        for (size_t i = 0; i < len; i++) {
+            const tv *mine, *other;
+            if (a->kind == TV_DICT) { /* keys are hashable (no dicts inside), so the lookup ends */
+                mine = a->u.dict.vals[i];
+                other = tv_dict_get(b, a->u.dict.keys[i]);
+                if (!other) return false;
+            } else {
+                mine = a->u.list.items[i];
+                other = b->u.list.items[i];
+            }
+            (*stack)[(*n)++] = mine;
+            (*stack)[(*n)++] = other;
         }
         return true;
+    }
     case TV_FUNC:
         return a->u.func.fn == b->u.func.fn && a->u.func.self == b->u.func.self;
     default: return false; /* identity, handled above */
     }
 }
 
+bool tv_equal(const tv *a, const tv *b) {
+    const tv **stack = NULL;
+    size_t n = 0, cap = 0;
+    bool eq = equal_shallow(a, b, &stack, &n, &cap);
+    while (eq && n) {
+        n -= 2;
+        eq = equal_shallow(stack[n], stack[n + 1], &stack, &n, &cap);
+    }
+    free(stack);
+    return eq;
+}
+
+enum { COMPARE_MAX_DEPTH = 1000 }; /* CPython's default recursion limit */
+
 bool tv_compare(tpl_render *r, const tv *a, const tv *b, int *cmp) {
-    if (tv_is_number(a) && tv_is_number(b)) {
-        int c = num_cmp(a, b);
-        *cmp = c == 2 ? 2 : c;
-        return true;
-    }
-    if (a->kind == TV_STR && b->kind == TV_STR) {
-        size_t n = a->u.str.len < b->u.str.len ? a->u.str.len : b->u.str.len;
-        int c = memcmp(a->u.str.s, b->u.str.s, n);
-        *cmp = c < 0 ? -1 : c > 0 ? 1 : a->u.str.len < b->u.str.len ? -1 : a->u.str.len > b->u.str.len;
-        return true;
-    }
-    if ((a->kind == TV_LIST || a->kind == TV_TUPLE) && a->kind == b->kind) {
-        size_t n = a->u.list.len < b->u.list.len ? a->u.list.len : b->u.list.len;
-        for (size_t i = 0; i < n; i++) {
-            if (tv_equal(a->u.list.items[i], b->u.list.items[i])) continue;
-            return tv_compare(r, a->u.list.items[i], b->u.list.items[i], cmp);
+    for (int depth = 0;; depth++) {
+        if (tv_is_number(a) && tv_is_number(b)) {
+            int c = num_cmp(a, b);
+            *cmp = c == 2 ? 2 : c;
+            return true;
         }
-        *cmp = a->u.list.len < b->u.list.len ? -1 : a->u.list.len > b->u.list.len;
-        return true;
+        if (a->kind == TV_STR && b->kind == TV_STR) {
+            size_t n = a->u.str.len < b->u.str.len ? a->u.str.len : b->u.str.len;
+            int c = memcmp(a->u.str.s, b->u.str.s, n);
+            *cmp = c < 0 ? -1 : c > 0 ? 1 : a->u.str.len < b->u.str.len ? -1 : a->u.str.len > b->u.str.len;
+            return true;
+        }
+        if ((a->kind == TV_LIST || a->kind == TV_TUPLE) && a->kind == b->kind) {
+            size_t n = a->u.list.len < b->u.list.len ? a->u.list.len : b->u.list.len, i = 0;
+            while (i < n && tv_equal(a->u.list.items[i], b->u.list.items[i])) i++;
+            if (i == n) {
+                *cmp = a->u.list.len < b->u.list.len ? -1 : a->u.list.len > b->u.list.len;
+                return true;
+            }
+            if (depth >= COMPARE_MAX_DEPTH) {
+                tpl_fail_limit(r, "maximum recursion depth exceeded in comparison");
+                return false;
+            }
+            a = a->u.list.items[i]; /* the first unequal pair decides */
+            b = b->u.list.items[i];
+            continue;
+        }
+        if (a->kind == TV_UNDEFINED || b->kind == TV_UNDEFINED)
+            tpl_fail_undefined(r, a->kind == TV_UNDEFINED ? a : b);
+        else
+            tpl_fail(r, "'<' not supported between instances of '%s' and '%s'", tv_type_name(a), tv_type_name(b));
+        return false;
     }
-    if (a->kind == TV_UNDEFINED || b->kind == TV_UNDEFINED)
-        tpl_fail_undefined(r, a->kind == TV_UNDEFINED ? a : b);
-    else
-        tpl_fail(r, "'<' not supported between instances of '%s' and '%s'", tv_type_name(a), tv_type_name(b));
-    return false;
 }
 
 bool tv_hashable(const tv *v) {
-    switch (v->kind) {
-    case TV_LIST: case TV_DICT: return false;
-    case TV_TUPLE:
-        for (size_t i = 0; i < v->u.list.len; i++)
-            if (!tv_hashable(v->u.list.items[i])) return false;
-        return true;
-    default: return true;
+    if (v->kind == TV_LIST || v->kind == TV_DICT) return false;
+    if (v->kind != TV_TUPLE) return true;
+    const tv **stack = NULL; /* tuples whose items are still to check */
+    size_t n = 0, cap = 0;
+    bool ok = true;
+    const tv *cur = v;
+    for (;;) {
+        for (size_t i = 0; i < cur->u.list.len && ok; i++) {
+            const tv *item = cur->u.list.items[i];
+            if (item->kind == TV_LIST || item->kind == TV_DICT) ok = false;
+            else if (item->kind == TV_TUPLE) {
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    stack = ci_realloc_array(stack, cap, sizeof *stack);
+                }
+                stack[n++] = item;
+            }
+        }
+        if (!ok || !n) break;
+        cur = stack[--n];
     }
+    free(stack);
+    return ok;
 }
 
 /* ------------------------------------------------------------------- JSON */

@@ -52,6 +52,10 @@ SNIPPETS = [
     "{{ users[0].name }} {{ users.0.name }} {{ users[1]['age'] }} {{ messages[0].content }}",
     "{{ d.get('a') }} {{ d.get('zz', 'dflt') }} {{ d.get('zz') }} {{ d.keys() | list }} {{ d.values() | list }} {{ d.items() | list }}",
     "{{ s.x is defined }} {{ n.x is defined }} {{ i.real is defined }} {{ d.pop is defined }}",
+    # number attributes by type (a float's .real once read the bool member: UBSan, issue 11)
+    "{% set x = 1.1 %}{{ x.real }} {{ x.imag }} {{ f.real }} {{ i.real }} {{ i.imag }} {{ t.real }} {{ t.numerator }} {{ i.denominator }}|{{ f.numerator }}|{{ f.is_integer is defined }}",
+    # select()/reject() with no test name (once NULL+0 in select_common)
+    "{{ [1] | select() | list }} {{ [0, 1, '', 'a'] | select() | list }} {{ [0, 1, 2] | reject() | list }}",
     # ---- undefined semantics
     "[{{ missing }}] [{% for x in missing %}{{ x }}{% endfor %}] {{ missing | length }} {{ missing | default('dflt') }} {{ missing is defined }}",
     "{{ missing.attr }}",

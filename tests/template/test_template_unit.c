@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cinfer.h"
+#include "format/gguf.h"
 #include "template/template.h"
 #include "util/util.h"
 #include "../unit/test.h"
@@ -125,6 +126,58 @@ static void test_limits(void) {
     CHECK(out == NULL && err.code == CINFER_ERR_LIMIT);
     cinfer_free(out);
 
+    /* Hostile shapes found by the issue-11 audit. A value nested 300,000
+     * levels deep: ==, `in` and hashing once recursed on the C stack (crash). */
+    const char *deep = "{% set ns = namespace(x=[], y=[], t=()) %}"
+                       "{% for k in range(3) %}{% for i in range(100000) %}"
+                       "{% set ns.x = [ns.x] %}{% set ns.y = [ns.y] %}{% set ns.t = (ns.t,) %}"
+                       "{% endfor %}{% endfor %}";
+    ci_buf_printf(&b, "%s{{ ns.x == ns.y }} {{ ns.x != [ns.y] }} {{ ns.t in {} }} {{ [ns.x] | unique | list | length }}",
+                  deep);
+    out = render(b.data, NULL, NULL, &err);
+    CHECK_MSG(out == NULL && err.code == CINFER_ERR_TEMPLATE && strstr(err.message, "unhashable type: 'list'"),
+              "%s", out ? out : err.message); /* `unique` hashes the list, as Jinja2 does */
+    cinfer_free(out);
+    ci_buf_free(&b);
+    ci_buf_printf(&b, "%s{{ ns.x == ns.y }} {{ ns.x != [ns.y] }} {{ ns.t in {} }}", deep);
+    expect_output(b.data, NULL, "True True False");
+    ci_buf_free(&b);
+    /* ordering descends one level per comparison: bounded like Python's recursion limit */
+    ci_buf_printf(&b, "{%% set ns = namespace(x=[1], y=[2]) %%}{%% for i in range(5000) %%}"
+                      "{%% set ns.x = [ns.x] %%}{%% set ns.y = [ns.y] %%}{%% endfor %%}{{ ns.x < ns.y }}");
+    expect_error(b.data, NULL, CINFER_ERR_LIMIT, "maximum recursion depth exceeded in comparison");
+    ci_buf_free(&b);
+    expect_output("{% set ns = namespace(x=[1], y=[2]) %}{% for i in range(900) %}{% set ns.x = [ns.x] %}"
+                  "{% set ns.y = [ns.y] %}{% endfor %}{{ ns.x < ns.y }}",
+                  NULL, "True");
+    /* a filter chain as long as the source allows: applied in a loop, and
+     * lexed in linear time (the column was once recounted per token) */
+    ci_buf_puts(&b, "{{ ' x '");
+    for (int i = 0; i < 150000; i++) ci_buf_puts(&b, "|trim");
+    ci_buf_puts(&b, " }}");
+    expect_output(b.data, NULL, "x");
+    ci_buf_free(&b);
+    /* every render has a budget for the values it builds: copying a list in
+     * a loop (quadratic), retaining large strings, or exponential macro
+     * recursion stop with a limit error instead of taking memory or hours */
+    expect_error("{% set ns = namespace(l=[]) %}{% for k in range(100) %}{% for i in range(100000) %}"
+                 "{% set ns.l = ns.l + [i] %}{% endfor %}{% endfor %}",
+                 NULL, CINFER_ERR_LIMIT, "template built more than");
+    expect_error("{% macro m(n) %}{% if n > 0 %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(60) }}", NULL,
+                 CINFER_ERR_LIMIT, "template built more than");
+    tpl_limits_default(&lim);
+    lim.max_built_bytes = 1 << 20;
+    out = render("{% set ns = namespace(s='x' * 100000, l=[]) %}{% for i in range(20) %}"
+                 "{% set ns.l = ns.l + [ns.s | lower] %}{% endfor %}",
+                 NULL, &lim, &err);
+    CHECK(out == NULL && err.code == CINFER_ERR_LIMIT);
+    cinfer_free(out);
+    out = render("{% set ns = namespace(s='x' * 100000, l=[]) %}{% for i in range(5) %}"
+                 "{% set ns.l = ns.l + [ns.s | lower] %}{% endfor %}{{ ns.l | length }}",
+                 NULL, &lim, &err);
+    CHECK(out && strcmp(out, "5") == 0);
+    cinfer_free(out);
+
     /* a context nested deeper than str() will print */
     ci_buf_puts(&b, "{\"x\": ");
     for (int i = 0; i < 1000; i++) ci_buf_putc(&b, '[');
@@ -145,6 +198,20 @@ static void test_cycles_and_scopes(void) {
     expect_output("{% macro m() %}{{ 1 }}{% endmacro %}{% set ns = namespace(f=m) %}{{ ns.f() }}", NULL, "1");
     expect_output("{% for i in [1, 2] %}{% macro m() %}{{ i }}{% endmacro %}{{ m() }}{% endfor %}", NULL, "12");
     expect_output("{% set l = [1, 2, 3] %}{{ l.pop() }}{{ l }}", NULL, "3[1, 2]");
+}
+
+/* Inputs the issue-11 fuzzing found undefined behaviour on (UBSan), with
+ * the outputs Python Jinja2 gives (tests/template/jinja_reference.py). */
+static void test_fuzz_regressions(void) {
+    expect_output("{{ [1]|select()|list }}", NULL, "[1]"); /* NULL + 0 in select_common */
+    expect_output("{{ [0, 1, '', 'a']|select()|list }}", NULL, "[1, 'a']");
+    expect_output("{{ [0, 1, 2]|reject()|list }}", NULL, "[0]");
+    expect_output("{% set x = 1.1 %}{{ x.real }}", NULL, "1.1"); /* read the bool member of a float */
+    expect_output("{% set x = 1.1 %}{{ x.imag }}", NULL, "0.0");
+    expect_output("{{ (2.5).real }} {{ 7.real }} {{ true.real }} {{ true.numerator }} {{ 7.denominator }}", NULL,
+                  "2.5 7 1 1 1");
+    expect_output("{% set x = 1.5 %}{{ x.numerator }}|{{ x.is_integer is defined }}", NULL, "|True");
+    expect_output("{{ [1,2][True] }}|{{ [1][-3] is defined }}", NULL, "2|False");
 }
 
 static void test_api(void) {
@@ -240,6 +307,67 @@ static void test_source_load(void) {
         cinfer_template_free(tpl);
         cinfer_chat_template_source_free(&src);
     }
+}
+
+/* The in-memory entry points the path loader is a wrapper of (and that
+ * fuzzers drive): the same precedence and errors without any file. */
+static void test_source_from_memory(void) {
+    cinfer_chat_template_source src;
+    cinfer_error err = {0};
+    const char *cfg = "{\"chat_template\": \"C\", \"eos_token\": {\"content\": \"</s>\"}, \"bos_token\": \"<s>\"}";
+    CHECK(cinfer_chat_template_source_from_memory(cfg, strlen(cfg), NULL, 0, NULL, &src, &err) == 0);
+    CHECK(src.template_text && strcmp(src.template_text, "C") == 0);
+    CHECK(src.bos_token && strcmp(src.bos_token, "<s>") == 0);
+    CHECK(src.eos_token && strcmp(src.eos_token, "</s>") == 0);
+    cinfer_chat_template_source_free(&src);
+    /* the .jinja text wins, the config still gives the tokens */
+    CHECK(cinfer_chat_template_source_from_memory(cfg, strlen(cfg), "J\n", 2, NULL, &src, &err) == 0);
+    CHECK(src.template_text && strcmp(src.template_text, "J\n") == 0);
+    CHECK(src.eos_token && strcmp(src.eos_token, "</s>") == 0);
+    cinfer_chat_template_source_free(&src);
+    CHECK(cinfer_chat_template_source_from_memory(NULL, 0, "", 0, NULL, &src, &err) == 0); /* an empty .jinja */
+    CHECK(src.template_text && !src.template_text[0] && !src.bos_token && !src.eos_token);
+    cinfer_chat_template_source_free(&src);
+    /* errors: nothing given, bad JSON (labelled with `name`), no template, NULL with a length */
+    CHECK(cinfer_chat_template_source_from_memory(NULL, 0, NULL, 0, NULL, &src, &err) == CINFER_ERR_INVALID);
+    CHECK(cinfer_chat_template_source_from_memory("{\"chat_template\": ", 18, NULL, 0, "cfg.json", &src, &err) ==
+          CINFER_ERR_FORMAT);
+    CHECK(strstr(err.message, "cfg.json") != NULL);
+    CHECK(cinfer_chat_template_source_from_memory("{}", 2, NULL, 0, NULL, &src, &err) == CINFER_ERR_FORMAT);
+    CHECK(cinfer_chat_template_source_from_memory("[1]", 3, "x", 1, NULL, &src, &err) == CINFER_ERR_FORMAT);
+    CHECK(cinfer_chat_template_source_from_memory(NULL, 5, NULL, 0, NULL, &src, &err) == CINFER_ERR_INVALID);
+    CHECK(src.template_text == NULL);
+
+    /* GGUF metadata: write a file with the writer, parse it from memory */
+    char path[] = "/tmp/cinfer_tpl_gguf_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    ci_gguf_writer *w = ci_gguf_writer_open(path, 0, &err);
+    CHECK(w != NULL);
+    if (!w) return;
+    const char *toks[] = {"<s>", "</s>", "x"};
+    ci_gguf_writer_kv_str_array(w, "tokenizer.ggml.tokens", toks, NULL, 3);
+    ci_gguf_writer_kv_u32(w, "tokenizer.ggml.bos_token_id", 0);
+    ci_gguf_writer_kv_u32(w, "tokenizer.ggml.eos_token_id", 7); /* out of range: no eos */
+    ci_gguf_writer_kv_str(w, "tokenizer.chat_template", "G{{ x }}", 8);
+    CHECK(ci_gguf_writer_begin_data(w, &err) == 0 && ci_gguf_writer_close(w, &err) == 0);
+    size_t len;
+    char *bytes = ci_read_file(path, 1 << 20, &len, &err);
+    unlink(path);
+    CHECK(bytes != NULL);
+    if (!bytes) return;
+    ci_gguf_file *g = ci_gguf_open_memory((const uint8_t *)bytes, len, "mem.gguf", &err);
+    CHECK(g != NULL);
+    if (g) {
+        CHECK(tpl_source_from_gguf(g, "mem.gguf", &src, &err) == 0);
+        CHECK(src.template_text && strcmp(src.template_text, "G{{ x }}") == 0);
+        CHECK(src.bos_token && strcmp(src.bos_token, "<s>") == 0);
+        CHECK(src.eos_token == NULL);
+        cinfer_chat_template_source_free(&src);
+        ci_gguf_close(g);
+    }
+    free(bytes);
 }
 
 /* ------------------------------------------------------------------ fuzz */
@@ -357,8 +485,10 @@ int main(void) {
     test_error_positions();
     test_limits();
     test_cycles_and_scopes();
+    test_fuzz_regressions();
     test_api();
     test_source_load();
+    test_source_from_memory();
     test_fuzz();
     TEST_MAIN_END();
 }
