@@ -81,7 +81,9 @@ static int load_tokenizer_and_template(cinfer_model *m, const char *path, cinfer
     if (!m->tok) rc = err ? err->code : CINFER_ERR_FORMAT;
     /* A model without a chat template still runs raw prompts. */
     cinfer_chat_template_source src = {0};
-    if (rc == CINFER_OK && cinfer_chat_template_source_load(source, &src, NULL) == CINFER_OK && src.template_text) {
+    int found = m->ck.is_gguf ? tpl_source_from_gguf(m->ck.gguf, path, &src, NULL)
+                              : cinfer_chat_template_source_load(source, &src, NULL);
+    if (rc == CINFER_OK && found == CINFER_OK && src.template_text) {
         m->tpl = cinfer_template_parse(src.template_text, strlen(src.template_text), err);
         if (!m->tpl) {
             ci_error_prefix(err, "%s: chat template", source);
