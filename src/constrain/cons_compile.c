@@ -149,7 +149,7 @@ ci_cons_grammar *ci_cons_grammar_from_ir(ci_cons_ir *ir, uint32_t root, const ci
     }
     atomic_init(&g->refs, 1);
     g->vocab = v;
-    g->rt = ci_cons_runtime_new();
+    g->rt = ci_cons_runtime_new(g->n_classes);
     /* The start state must be within the automaton's bounds. */
     ci_cons_matcher *m = ci_cons_matcher_new(g);
     if (!m) {

@@ -133,7 +133,7 @@ int ci_cons_ir_finish(ci_cons_ir *ir, uint32_t root, ci_cons_grammar *g, cinfer_
 void ci_cons_grammar_free_ir(ci_cons_grammar *g);
 /* Checks `ir` and wraps it as a grammar (refcount 1); ir stays owned by the caller. */
 ci_cons_grammar *ci_cons_grammar_from_ir(ci_cons_ir *ir, uint32_t root, const ci_cons_vocab *v, cinfer_error *err);
-ci_cons_runtime *ci_cons_runtime_new(void);
+ci_cons_runtime *ci_cons_runtime_new(int n_classes);
 void ci_cons_runtime_free(ci_cons_runtime *rt);
 
 /* Compilers: build IR into `ir` and return the root rule via *root. */
@@ -159,6 +159,7 @@ typedef struct ci_cons_trie_node {
     uint16_t n_here;  /* tokens ending exactly here: order[tok_lo .. tok_lo + n_here) */
     uint8_t byte;     /* edge byte into this node */
     uint8_t depth_below; /* longest path below (capped at 255) */
+    uint8_t utf8_below;  /* every token below continues with complete, valid UTF-8 from here */
 } ci_cons_trie_node;
 
 struct ci_cons_vocab {

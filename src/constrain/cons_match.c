@@ -47,10 +47,10 @@
 
 typedef struct state_rec {
     uint32_t off, len; /* canonical content in rt->pool: [flags, n_stacks, (len, pos...)*] */
-    int32_t *trans;    /* [n_classes]: -2 unknown, -1 dead, else state id */
     uint32_t *mask;    /* memoised mask, NULL until computed */
     int32_t dom_target;
     bool dom_done;
+    int8_t char_loop; /* -1 unknown; 1: every valid multi-byte UTF-8 character leads back here */
     ci_cons_set dom;
 } state_rec;
 
@@ -63,6 +63,9 @@ struct ci_cons_runtime {
     size_t n_st, cap_st;
     uint32_t *pool;
     size_t pool_len, pool_cap;
+    int32_t *tt;  /* transitions [state * n_classes + class]: -2 unknown, -1 dead, else state id */
+    size_t tt_cap; /* states covered by tt */
+    int n_classes;
     uint32_t *ht; /* state id + 1, 0 = empty */
     size_t ht_cap;
     size_t mask_bytes;
@@ -79,14 +82,15 @@ struct ci_cons_runtime {
     size_t walk_cap;
 };
 
-ci_cons_runtime *ci_cons_runtime_new(void) {
+ci_cons_runtime *ci_cons_runtime_new(int n_classes) {
     ci_cons_runtime *rt = ci_calloc(1, sizeof *rt);
+    rt->n_classes = n_classes;
     pthread_mutex_init(&rt->mu, NULL);
     return rt;
 }
 
 static void rt_clear(ci_cons_runtime *rt) {
-    for (size_t i = 0; i < rt->n_st; i++) free(rt->st[i].trans), free(rt->st[i].mask);
+    for (size_t i = 0; i < rt->n_st; i++) free(rt->st[i].mask);
     rt->n_st = 0;
     rt->pool_len = 0;
     rt->mask_bytes = 0;
@@ -97,7 +101,7 @@ static void rt_clear(ci_cons_runtime *rt) {
 void ci_cons_runtime_free(ci_cons_runtime *rt) {
     if (!rt) return;
     rt_clear(rt);
-    free(rt->st), free(rt->pool), free(rt->ht), free(rt->arena), free(rt->work), free(rt->ready), free(rt->out);
+    free(rt->st), free(rt->tt), free(rt->pool), free(rt->ht), free(rt->arena), free(rt->work), free(rt->ready), free(rt->out);
     free(rt->walk_end), free(rt->walk_state);
     pthread_mutex_destroy(&rt->mu);
     free(rt);
@@ -140,7 +144,9 @@ static int32_t intern(ci_cons_runtime *rt, const uint32_t *c, size_t n) {
     if (rt->n_st == rt->cap_st) {
         rt->cap_st = rt->cap_st ? rt->cap_st * 2 : 256;
         rt->st = ci_realloc_array(rt->st, rt->cap_st, sizeof *rt->st);
+        rt->tt = ci_realloc_array(rt->tt, rt->cap_st * (size_t)rt->n_classes, sizeof *rt->tt);
     }
+    for (int k = 0; k < rt->n_classes; k++) rt->tt[rt->n_st * (size_t)rt->n_classes + (size_t)k] = -2;
     if (rt->pool_len + n > rt->pool_cap) {
         size_t cap = rt->pool_cap ? rt->pool_cap : 4096;
         while (cap < rt->pool_len + n) cap *= 2;
@@ -149,7 +155,7 @@ static int32_t intern(ci_cons_runtime *rt, const uint32_t *c, size_t n) {
     }
     memcpy(rt->pool + rt->pool_len, c, n * sizeof *c);
     int32_t id = (int32_t)rt->n_st++;
-    rt->st[id] = (state_rec){.off = (uint32_t)rt->pool_len, .len = (uint32_t)n, .dom_target = -1};
+    rt->st[id] = (state_rec){.off = (uint32_t)rt->pool_len, .len = (uint32_t)n, .dom_target = -1, .char_loop = -1};
     rt->pool_len += n;
     rt->ht[h] = (uint32_t)id + 1;
     return id;
@@ -279,19 +285,17 @@ static bool initial_content(const ci_cons_grammar *g, ci_cons_runtime *rt) {
     return closure(g, rt, &acc) && canonical(rt, acc);
 }
 
-/* Memoised transition. -1 dead (or over a bound: treated as not allowed). */
-static int32_t trans(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, int cls) {
-    state_rec *s = &rt->st[sid];
-    if (!s->trans) {
-        s->trans = ci_malloc((size_t)g->n_classes * sizeof *s->trans);
-        for (int i = 0; i < g->n_classes; i++) s->trans[i] = -2;
-    }
-    int32_t t = s->trans[cls];
-    if (t != -2) return t;
-    int r = advance(g, rt, rt->pool + s->off, g->class_rep[cls]);
-    t = r == 1 ? intern(rt, rt->out, rt->n_out) : -1;
-    rt->st[sid].trans[cls] = t; /* rt->st may have moved */
+static int32_t trans_slow(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, int cls) {
+    int r = advance(g, rt, rt->pool + rt->st[sid].off, g->class_rep[cls]);
+    int32_t t = r == 1 ? intern(rt, rt->out, rt->n_out) : -1;
+    rt->tt[(size_t)sid * (size_t)rt->n_classes + (size_t)cls] = t; /* rt->tt may have moved */
     return t;
+}
+
+/* Memoised transition. -1 dead (or over a bound: treated as not allowed). */
+static inline int32_t trans(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, int cls) {
+    int32_t t = rt->tt[(size_t)sid * (size_t)rt->n_classes + (size_t)cls];
+    return t != -2 ? t : trans_slow(g, rt, sid, cls);
 }
 
 static void compute_dom(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid) {
@@ -330,6 +334,59 @@ static bool bulk_ok(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, 
     return true;
 }
 
+/* Whether every valid multi-byte UTF-8 character leads from sid back to sid
+ * with live states in between (a string body, `.*`, [^"]*): the product of
+ * the automaton with a UTF-8 decoder, explored over byte classes. */
+static bool char_loop(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid) {
+    if (rt->st[sid].char_loop >= 0) return rt->st[sid].char_loop;
+    /* lead byte range, then the ranges of the continuation bytes */
+    static const uint8_t seqs[][4][2] = {
+        {{0xC2, 0xDF}, {0x80, 0xBF}, {0, 0}, {0, 0}}, {{0xE0, 0xE0}, {0xA0, 0xBF}, {0x80, 0xBF}, {0, 0}},
+        {{0xE1, 0xEC}, {0x80, 0xBF}, {0x80, 0xBF}, {0, 0}}, {{0xED, 0xED}, {0x80, 0x9F}, {0x80, 0xBF}, {0, 0}},
+        {{0xEE, 0xEF}, {0x80, 0xBF}, {0x80, 0xBF}, {0, 0}}, {{0xF0, 0xF0}, {0x90, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
+        {{0xF1, 0xF3}, {0x80, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}}, {{0xF4, 0xF4}, {0x80, 0x8F}, {0x80, 0xBF}, {0x80, 0xBF}}};
+    bool ok = true;
+    for (size_t q = 0; q < sizeof seqs / sizeof seqs[0] && ok; q++) {
+        int32_t cur[16], nxt[16];
+        int nc = 1, nn;
+        cur[0] = sid;
+        for (int pos = 0; pos < 4 && ok && seqs[q][pos][0]; pos++) {
+            nn = 0;
+            bool seen_cls[256] = {0};
+            for (unsigned b = seqs[q][pos][0]; b <= seqs[q][pos][1] && ok; b++) {
+                int cls = g->byte_class[b];
+                if (seen_cls[cls]) continue;
+                seen_cls[cls] = true;
+                for (int k = 0; k < nc && ok; k++) {
+                    int32_t t = trans(g, rt, cur[k], cls);
+                    if (t < 0) ok = false;
+                    int m = 0;
+                    while (m < nn && nxt[m] != t) m++;
+                    if (m == nn) {
+                        if (nn == 16) ok = false;
+                        else nxt[nn++] = t;
+                    }
+                }
+            }
+            memcpy(cur, nxt, (size_t)nn * sizeof *cur);
+            nc = nn;
+        }
+        if (ok && !(nc == 1 && cur[0] == sid)) ok = false;
+    }
+    rt->st[sid].char_loop = ok;
+    return ok;
+}
+
+/* The whole subtree is allowed when its characters all loop on sid:
+ * ASCII bytes below map sid to itself and the rest is valid UTF-8. */
+static bool bulk_utf8_ok(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, const ci_cons_set *below) {
+    if (!rt->st[sid].dom_done) compute_dom(g, rt, sid);
+    const state_rec *s = &rt->st[sid];
+    if (s->dom_target != sid) return false;
+    if ((below->w[0] & ~s->dom.w[0]) || (below->w[1] & ~s->dom.w[1])) return false;
+    return char_loop(g, rt, sid);
+}
+
 static inline void mark_range(uint32_t *mask, const int32_t *order, uint32_t lo, uint32_t hi) {
     for (uint32_t k = lo; k < hi; k++) {
         uint32_t id = (uint32_t)order[k];
@@ -361,13 +418,20 @@ static void compute_mask(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t 
             i = nd->end;
             continue;
         }
-        if (nd->n_here) mark_range(mask, v->order, nd->tok_lo, nd->tok_lo + nd->n_here);
+        if (nd->n_here == 1) {
+            uint32_t id = (uint32_t)v->order[nd->tok_lo];
+            mask[id >> 5] |= 1u << (id & 31);
+        } else if (nd->n_here) {
+            mark_range(mask, v->order, nd->tok_lo, nd->tok_lo + nd->n_here);
+        }
         if (nd->end == i + 1) {
             i++;
             continue;
         }
         uint32_t lo = nd->tok_lo + nd->n_here, hi = nodes[nd->end].tok_lo;
-        if (hi - lo >= BULK_MIN_TOKENS && bulk_ok(g, rt, t, &v->below_sets[nd->below], nd->depth_below)) {
+        if (hi - lo >= BULK_MIN_TOKENS &&
+            (bulk_ok(g, rt, t, &v->below_sets[nd->below], nd->depth_below) ||
+             (nd->utf8_below && bulk_utf8_ok(g, rt, t, &v->below_sets[nd->below])))) {
             mark_range(mask, v->order, lo, hi);
             i = nd->end;
             continue;

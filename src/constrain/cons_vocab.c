@@ -37,6 +37,8 @@ static uint64_t set_hash(const ci_cons_set *s) {
     return h;
 }
 
+static size_t nn_cap_hint(size_t total) { return total + 1; }
+
 static void build_trie(ci_cons_vocab *v) {
     int32_t *ord = ci_malloc((v->n_tokens + 1) * sizeof *ord);
     size_t n = 0, total = 1;
@@ -55,6 +57,8 @@ static void build_trie(ci_cons_vocab *v) {
     path[0] = 0;
     const uint8_t *prev = NULL;
     uint32_t prev_len = 0;
+    uint8_t *valid_from = ci_malloc((size_t)max_len + 2);
+    for (size_t k = 0; k < nn_cap_hint(total); k++) nodes[k].utf8_below = 1;
     for (size_t k = 0; k < n; k++) {
         int32_t t = ord[k];
         const uint8_t *b = v->bytes + v->off[t];
@@ -69,9 +73,20 @@ static void build_trie(ci_cons_vocab *v) {
             nn++;
         }
         if (nodes[path[len]].n_here < UINT16_MAX) nodes[path[len]].n_here++;
+        /* valid_from[d]: bytes d..len are complete, valid UTF-8 */
+        valid_from[len] = 1;
+        for (uint32_t d = len; d-- > 0;) {
+            uint32_t cp;
+            size_t used = ci_cons_utf8_decode((const char *)b + d, len - d, &cp);
+            valid_from[d] = used && valid_from[d + used];
+            if (!used && (b[d] & 0xC0) != 0x80) valid_from[d] = 0;
+        }
+        for (uint32_t d = 0; d < len; d++)
+            if (!valid_from[d]) nodes[path[d]].utf8_below = 0;
         prev = b, prev_len = len;
     }
     free(path);
+    free(valid_from);
     v->max_len = max_len;
     /* end, depth_below, below sets: children come after parents, so one
      * backwards pass sees every child before its parent. */
