@@ -426,6 +426,51 @@ static void test_exactness(const ci_cons_vocab *v, cinfer_tokenizer *tok) {
     free(mask);
 }
 
+/* The trie walk with its whole-subtree shortcuts must agree with feeding
+ * each token's bytes one at a time (accept + rollback), at random states. */
+static void test_mask_vs_bruteforce(const ci_cons_vocab *v) {
+    static const struct { ci_cons_kind kind; const char *src; } cases[] = {
+        {CI_CONS_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\"},\"t\":{\"type\":\"string\",\"maxLength\":5},"
+                              "\"n\":{\"type\":\"number\"}},\"required\":[\"s\",\"t\",\"n\"],\"additionalProperties\":false}"},
+        {CI_CONS_REGEX, "[a-z]{1,12}( [A-Z][^ ]{0,5}){1,3}"},
+        {CI_CONS_GBNF, "root ::= [^\"]* \"\\\"\" [0-9]+"},
+    };
+    size_t words = ci_cons_mask_words(v);
+    uint32_t *mask = ci_calloc(words, sizeof *mask);
+    cinfer_error err = {0};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ci_cons_grammar *g = must_compile(v, cases[c].kind, cases[c].src);
+        if (!g) continue;
+        ci_cons_matcher *m = ci_cons_matcher_new(g);
+        rng_state = 99 + c;
+        for (int step = 0; step < 8; step++) {
+            if (ci_cons_fill_mask(m, mask, &err) != 0) break;
+            size_t bad = 0;
+            for (size_t i = 0; i < v->n_tokens; i++) {
+                if (v->excluded[i] || v->is_eos[i] || v->len[i] == 0) {
+                    if (!v->is_eos[i] && bit(mask, (int32_t)i)) bad++;
+                    continue;
+                }
+                bool ok = ci_cons_accept_bytes(m, v->bytes + v->off[i], v->len[i]);
+                if (ok) ci_cons_rollback(m, 1, &err);
+                if (ok != bit(mask, (int32_t)i)) bad++;
+            }
+            CHECK(bad == 0, "case %zu step %d: %zu tokens differ from byte-by-byte matching", c, step, bad);
+            size_t n_ok = 0;
+            for (size_t w = 0; w < words; w++) n_ok += (size_t)__builtin_popcount(mask[w]);
+            fprintf(stderr, "  mask vs byte-by-byte: case %zu step %d: %zu allowed, %zu differ\n", c, step, n_ok, bad);
+            int32_t id;
+            int tries = 0;
+            do id = (int32_t)(rng_next() % v->n_tokens);
+            while ((!bit(mask, id) || v->is_eos[id]) && ++tries < 10000000);
+            if (!bit(mask, id) || v->is_eos[id] || !ci_cons_accept_token(m, id)) break;
+        }
+        ci_cons_matcher_free(m);
+        ci_cons_grammar_unref(g);
+    }
+    free(mask);
+}
+
 /* ----------------------------------------------------------------- walks */
 
 static bool closing_token(const ci_cons_vocab *v, int32_t id) {
@@ -558,6 +603,7 @@ int main(int argc, char **argv) {
         test_bad_input_bounds(v);
         test_matcher_api(v, tok);
         test_exactness(v, tok);
+        test_mask_vs_bruteforce(v);
         rc = failures ? 1 : 0;
         fprintf(stderr, "%s (%d failures)\n", rc ? "FAILED" : "OK", failures);
     } else if (strcmp(argv[1], "walk") == 0 && argc >= 5) {
