@@ -402,7 +402,9 @@ static bool get_count(sc *c, json_t *s, const char *key, long *out, const char *
 static uint32_t compile_string(sc *c, json_t *s, const char *path) {
     json_t *pat = json_object_get(s, "pattern"), *fmt = json_object_get(s, "format");
     long min = 0, max = -1;
-    bool has_len = get_count(c, s, "minLength", &min, path) | get_count(c, s, "maxLength", &max, path);
+    bool has_min = get_count(c, s, "minLength", &min, path);
+    bool has_max = get_count(c, s, "maxLength", &max, path); /* both read: each may report an error */
+    bool has_len = has_min || has_max;
     if (c->rc) return 0;
     if (max >= 0 && min > max) return sc_fail(c, path, "minLength > maxLength%s", ""), 0;
     if ((pat || fmt) && has_len) return sc_fail(c, path, "%s combined with minLength/maxLength is not supported", pat ? "pattern" : "format"), 0;
