@@ -19,6 +19,7 @@
 #include "util/util.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,6 +472,73 @@ static void test_mask_vs_bruteforce(const ci_cons_vocab *v) {
     free(mask);
 }
 
+/* Shared grammar, concurrent matchers: each thread's seeded walk must
+ * produce the same text as the same walk run alone (the memo is shared
+ * under a mutex; results must not depend on interleaving). */
+typedef struct walk_job {
+    ci_cons_grammar *g;
+    const ci_cons_vocab *v;
+    uint64_t seed;
+    char out[4096];
+} walk_job;
+
+static void *walk_thread(void *arg) {
+    walk_job *j = arg;
+    size_t words = ci_cons_mask_words(j->v);
+    uint32_t *mask = ci_malloc(words * sizeof *mask);
+    ci_cons_matcher *m = ci_cons_matcher_new(j->g);
+    uint64_t st = j->seed;
+    size_t len = 0;
+    cinfer_error err = {0};
+    for (int step = 0; step < 200 && !ci_cons_is_terminated(m); step++) {
+        if (ci_cons_fill_mask(m, mask, &err) != 0) break;
+        size_t n = 0;
+        for (size_t w = 0; w < words; w++) n += (size_t)__builtin_popcount(mask[w]);
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        size_t k = (size_t)(st >> 33) % n;
+        int32_t id = -1;
+        for (size_t w = 0; w < words && id < 0; w++)
+            for (uint32_t bits = mask[w]; bits; bits &= bits - 1)
+                if (k-- == 0) {
+                    id = (int32_t)(w * 32 + (uint32_t)__builtin_ctz(bits));
+                    break;
+                }
+        if (j->v->is_eos[id] || !ci_cons_accept_token(m, id)) break;
+        if (len + j->v->len[id] < sizeof j->out) memcpy(j->out + len, j->v->bytes + j->v->off[id], j->v->len[id]), len += j->v->len[id];
+    }
+    j->out[len] = 0;
+    ci_cons_matcher_free(m);
+    free(mask);
+    return NULL;
+}
+
+static void test_concurrent(const ci_cons_vocab *v) {
+    const char *src = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":6},"
+                      "\"b\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":99},\"maxItems\":3},"
+                      "\"c\":{\"enum\":[\"x\",\"y\"]}},\"required\":[\"a\",\"b\",\"c\"],\"additionalProperties\":false}";
+    enum { N = 6 };
+    walk_job alone[N], together[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        ci_cons_grammar *g = must_compile(v, CI_CONS_JSON_SCHEMA, src); /* fresh memo per solo run */
+        if (!g) return;
+        alone[i] = (walk_job){.g = g, .v = v, .seed = 1000u + (uint64_t)i};
+        walk_thread(&alone[i]);
+        ci_cons_grammar_unref(g);
+    }
+    ci_cons_grammar *g = must_compile(v, CI_CONS_JSON_SCHEMA, src);
+    if (!g) return;
+    for (int i = 0; i < N; i++) {
+        together[i] = (walk_job){.g = g, .v = v, .seed = 1000u + (uint64_t)i};
+        pthread_create(&th[i], NULL, walk_thread, &together[i]);
+    }
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++)
+        CHECK(strcmp(alone[i].out, together[i].out) == 0 && alone[i].out[0] == '{', "thread %d: '%s' vs '%s'", i,
+              together[i].out, alone[i].out);
+    ci_cons_grammar_unref(g);
+}
+
 /* ----------------------------------------------------------------- walks */
 
 static bool closing_token(const ci_cons_vocab *v, int32_t id) {
@@ -604,6 +672,7 @@ int main(int argc, char **argv) {
         test_matcher_api(v, tok);
         test_exactness(v, tok);
         test_mask_vs_bruteforce(v);
+        test_concurrent(v);
         rc = failures ? 1 : 0;
         fprintf(stderr, "%s (%d failures)\n", rc ? "FAILED" : "OK", failures);
     } else if (strcmp(argv[1], "walk") == 0 && argc >= 5) {
