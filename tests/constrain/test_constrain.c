@@ -539,6 +539,60 @@ static void test_concurrent(const ci_cons_vocab *v) {
     ci_cons_grammar_unref(g);
 }
 
+/* Mutation fuzz of the compilers: truncations, byte flips, insertions of
+ * syntax characters. Every result is a grammar or an error with a message;
+ * a compiled grammar must give a start mask. (Run under CINFER_SANITIZE.) */
+static void test_fuzz_compilers(const ci_cons_vocab *v) {
+    static const struct { ci_cons_kind kind; const char *src; } seeds[] = {
+        {CI_CONS_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"pattern\":\"^[a-z]+$\"},"
+                              "\"b\":{\"$ref\":\"#/$defs/n\"},\"c\":{\"anyOf\":[{\"type\":\"integer\",\"minimum\":-5},{\"enum\":[1,\"x\"]}]}},"
+                              "\"required\":[\"a\"],\"additionalProperties\":{\"type\":\"boolean\"},"
+                              "\"$defs\":{\"n\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"},\"maxItems\":2}}}"},
+        {CI_CONS_REGEX, "^(?:[A-Z]\\w{0,5}|\\d+(\\.\\d{1,2})?|[^\\s\"]{2,}|\\u00e9+)(-[a-f0-9]{2}){0,3}$"},
+        {CI_CONS_GBNF, "root ::= obj\nobj ::= \"{\" (kv (\",\" kv){0,2})? \"}\"\nkv ::= [a-z]+ \":\" (obj | [0-9]{1,3} | \"\\x41\")\n"},
+        {CI_CONS_CHOICE, "[\"a\",\"bc\",\"\\u00e9\"]"},
+    };
+    static const char ins[] = "{}[]()\"\\|*+?^$.,:-#\n0{}9";
+    size_t words = ci_cons_mask_words(v);
+    uint32_t *mask = ci_calloc(words, sizeof *mask);
+    rng_state = 4242;
+    int compiled = 0, rejected = 0;
+    for (int it = 0; it < 3000; it++) {
+        size_t k = rng_next() % (sizeof seeds / sizeof seeds[0]);
+        char buf[1024];
+        size_t n = strlen(seeds[k].src);
+        memcpy(buf, seeds[k].src, n);
+        int muts = 1 + (int)(rng_next() % 3);
+        for (int m = 0; m < muts && n > 0; m++) {
+            size_t at = rng_next() % n;
+            switch (rng_next() % 4) {
+            case 0: n = at; break;                                         /* truncate */
+            case 1: buf[at] = (char)(rng_next() & 0xFF); break;             /* flip */
+            case 2: if (n + 1 < sizeof buf) { memmove(buf + at + 1, buf + at, n - at); buf[at] = ins[rng_next() % (sizeof ins - 1)]; n++; } break;
+            default: memmove(buf + at, buf + at + 1, n - at - 1); n--; break; /* delete */
+            }
+        }
+        cinfer_error err = {0};
+        ci_cons_grammar *g = ci_cons_compile(seeds[k].kind, buf, n, NULL, v, &err);
+        if (!g) {
+            CHECK(err.code != 0 && err.message[0], "fuzz %d: no error message", it);
+            rejected++;
+            continue;
+        }
+        compiled++;
+        ci_cons_matcher *m = ci_cons_matcher_new(g);
+        CHECK(m != NULL, "fuzz %d: no matcher", it);
+        if (m) {
+            int rc = ci_cons_fill_mask(m, mask, &err);
+            CHECK(rc == 0 || err.message[0], "fuzz %d: mask", it);
+            ci_cons_matcher_free(m);
+        }
+        ci_cons_grammar_unref(g);
+    }
+    fprintf(stderr, "  fuzz: %d mutated sources compiled, %d rejected with an error\n", compiled, rejected);
+    free(mask);
+}
+
 /* ----------------------------------------------------------------- walks */
 
 static bool closing_token(const ci_cons_vocab *v, int32_t id) {
@@ -673,6 +727,7 @@ int main(int argc, char **argv) {
         test_exactness(v, tok);
         test_mask_vs_bruteforce(v);
         test_concurrent(v);
+        test_fuzz_compilers(v);
         rc = failures ? 1 : 0;
         fprintf(stderr, "%s (%d failures)\n", rc ? "FAILED" : "OK", failures);
     } else if (strcmp(argv[1], "walk") == 0 && argc >= 5) {
