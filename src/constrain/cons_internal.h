@@ -160,6 +160,7 @@ typedef struct ci_cons_trie_node {
     uint8_t byte;     /* edge byte into this node */
     uint8_t depth_below; /* longest path below (capped at 255) */
     uint8_t utf8_below;  /* every token below continues with complete, valid UTF-8 from here */
+    uint8_t chars_below; /* then: most characters on a path below (capped at 255) */
 } ci_cons_trie_node;
 
 struct ci_cons_vocab {

@@ -50,7 +50,7 @@ typedef struct state_rec {
     uint32_t *mask;    /* memoised mask, NULL until computed */
     int32_t dom_target;
     bool dom_done;
-    int8_t char_loop; /* -1 unknown; 1: every valid multi-byte UTF-8 character leads back here */
+    int32_t mb_next; /* -2 unknown; the one state every valid multi-byte UTF-8 character leads to, or -1 */
     ci_cons_set dom;
 } state_rec;
 
@@ -155,7 +155,7 @@ static int32_t intern(ci_cons_runtime *rt, const uint32_t *c, size_t n) {
     }
     memcpy(rt->pool + rt->pool_len, c, n * sizeof *c);
     int32_t id = (int32_t)rt->n_st++;
-    rt->st[id] = (state_rec){.off = (uint32_t)rt->pool_len, .len = (uint32_t)n, .dom_target = -1, .char_loop = -1};
+    rt->st[id] = (state_rec){.off = (uint32_t)rt->pool_len, .len = (uint32_t)n, .dom_target = -1, .mb_next = -2};
     rt->pool_len += n;
     rt->ht[h] = (uint32_t)id + 1;
     return id;
@@ -334,11 +334,12 @@ static bool bulk_ok(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, 
     return true;
 }
 
-/* Whether every valid multi-byte UTF-8 character leads from sid back to sid
- * with live states in between (a string body, `.*`, [^"]*): the product of
- * the automaton with a UTF-8 decoder, explored over byte classes. */
-static bool char_loop(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid) {
-    if (rt->st[sid].char_loop >= 0) return rt->st[sid].char_loop;
+/* The one state that every valid multi-byte UTF-8 character leads to from
+ * sid, with live states in between, or -1 (string bodies: sid itself;
+ * counted strings: the next count). Explores the product of the automaton
+ * with a UTF-8 decoder over byte classes. */
+static int32_t mb_next(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid) {
+    if (rt->st[sid].mb_next != -2) return rt->st[sid].mb_next;
     /* lead byte range, then the ranges of the continuation bytes */
     static const uint8_t seqs[][4][2] = {
         {{0xC2, 0xDF}, {0x80, 0xBF}, {0, 0}, {0, 0}}, {{0xE0, 0xE0}, {0xA0, 0xBF}, {0x80, 0xBF}, {0, 0}},
@@ -346,6 +347,7 @@ static bool char_loop(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid
         {{0xEE, 0xEF}, {0x80, 0xBF}, {0x80, 0xBF}, {0, 0}}, {{0xF0, 0xF0}, {0x90, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
         {{0xF1, 0xF3}, {0x80, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}}, {{0xF4, 0xF4}, {0x80, 0x8F}, {0x80, 0xBF}, {0x80, 0xBF}}};
     bool ok = true;
+    int32_t result = -1;
     for (size_t q = 0; q < sizeof seqs / sizeof seqs[0] && ok; q++) {
         int32_t cur[16], nxt[16];
         int nc = 1, nn;
@@ -371,20 +373,34 @@ static bool char_loop(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid
             memcpy(cur, nxt, (size_t)nn * sizeof *cur);
             nc = nn;
         }
-        if (ok && !(nc == 1 && cur[0] == sid)) ok = false;
+        if (ok && nc == 1 && (q == 0 || cur[0] == result)) result = cur[0];
+        else ok = false;
     }
-    rt->st[sid].char_loop = ok;
-    return ok;
+    rt->st[sid].mb_next = ok ? result : -1;
+    return rt->st[sid].mb_next;
 }
 
-/* The whole subtree is allowed when its characters all loop on sid:
- * ASCII bytes below map sid to itself and the rest is valid UTF-8. */
-static bool bulk_utf8_ok(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, const ci_cons_set *below) {
-    if (!rt->st[sid].dom_done) compute_dom(g, rt, sid);
-    const state_rec *s = &rt->st[sid];
-    if (s->dom_target != sid) return false;
-    if ((below->w[0] & ~s->dom.w[0]) || (below->w[1] & ~s->dom.w[1])) return false;
-    return char_loop(g, rt, sid);
+/* The whole subtree is allowed when, character by character, every
+ * character used below leads to one next state that is live, for as many
+ * characters as a path below has: ASCII bytes through the dominant
+ * successor, multi-byte characters through mb_next (string bodies loop on
+ * one state; counted strings step through their counters). */
+static bool bulk_utf8_ok(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, const ci_cons_set *below,
+                         int chars) {
+    bool ascii = below->w[0] | below->w[1], multi = below->w[2] | below->w[3];
+    for (int k = 0; k < chars; k++) {
+        int32_t next = -1;
+        if (multi && (next = mb_next(g, rt, sid)) < 0) return false;
+        if (ascii) {
+            if (!rt->st[sid].dom_done) compute_dom(g, rt, sid);
+            const state_rec *s = &rt->st[sid];
+            if (s->dom_target < 0 || (below->w[0] & ~s->dom.w[0]) || (below->w[1] & ~s->dom.w[1])) return false;
+            if (multi && s->dom_target != next) return false;
+            next = s->dom_target;
+        }
+        sid = next;
+    }
+    return true;
 }
 
 static inline void mark_range(uint32_t *mask, const int32_t *order, uint32_t lo, uint32_t hi) {
@@ -431,7 +447,7 @@ static void compute_mask(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t 
         uint32_t lo = nd->tok_lo + nd->n_here, hi = nodes[nd->end].tok_lo;
         if (hi - lo >= BULK_MIN_TOKENS &&
             (bulk_ok(g, rt, t, &v->below_sets[nd->below], nd->depth_below) ||
-             (nd->utf8_below && bulk_utf8_ok(g, rt, t, &v->below_sets[nd->below])))) {
+             (nd->utf8_below && bulk_utf8_ok(g, rt, t, &v->below_sets[nd->below], nd->chars_below)))) {
             mark_range(mask, v->order, lo, hi);
             i = nd->end;
             continue;

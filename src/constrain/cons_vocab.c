@@ -58,6 +58,7 @@ static void build_trie(ci_cons_vocab *v) {
     const uint8_t *prev = NULL;
     uint32_t prev_len = 0;
     uint8_t *valid_from = ci_malloc((size_t)max_len + 2);
+    uint32_t *chars_from = ci_malloc(((size_t)max_len + 2) * sizeof *chars_from);
     for (size_t k = 0; k < nn_cap_hint(total); k++) nodes[k].utf8_below = 1;
     for (size_t k = 0; k < n; k++) {
         int32_t t = ord[k];
@@ -75,18 +76,23 @@ static void build_trie(ci_cons_vocab *v) {
         if (nodes[path[len]].n_here < UINT16_MAX) nodes[path[len]].n_here++;
         /* valid_from[d]: bytes d..len are complete, valid UTF-8 */
         valid_from[len] = 1;
+        chars_from[len] = 0;
         for (uint32_t d = len; d-- > 0;) {
             uint32_t cp;
             size_t used = ci_cons_utf8_decode((const char *)b + d, len - d, &cp);
             valid_from[d] = used && valid_from[d + used];
-            if (!used && (b[d] & 0xC0) != 0x80) valid_from[d] = 0;
+            chars_from[d] = valid_from[d] ? chars_from[d + used] + 1 : 0;
         }
-        for (uint32_t d = 0; d < len; d++)
-            if (!valid_from[d]) nodes[path[d]].utf8_below = 0;
+        for (uint32_t d = 0; d < len; d++) {
+            ci_cons_trie_node *nd = &nodes[path[d]];
+            if (!valid_from[d]) nd->utf8_below = 0;
+            else if (chars_from[d] > nd->chars_below) nd->chars_below = (uint8_t)(chars_from[d] > 255 ? 255 : chars_from[d]);
+        }
         prev = b, prev_len = len;
     }
     free(path);
     free(valid_from);
+    free(chars_from);
     v->max_len = max_len;
     /* end, depth_below, below sets: children come after parents, so one
      * backwards pass sees every child before its parent. */

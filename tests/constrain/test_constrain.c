@@ -435,6 +435,7 @@ static void test_mask_vs_bruteforce(const ci_cons_vocab *v) {
                               "\"n\":{\"type\":\"number\"}},\"required\":[\"s\",\"t\",\"n\"],\"additionalProperties\":false}"},
         {CI_CONS_REGEX, "[a-z]{1,12}( [A-Z][^ ]{0,5}){1,3}"},
         {CI_CONS_GBNF, "root ::= [^\"]* \"\\\"\" [0-9]+"},
+        {CI_CONS_JSON_SCHEMA, "{\"type\":\"string\",\"minLength\":2,\"maxLength\":7}"},
     };
     size_t words = ci_cons_mask_words(v);
     uint32_t *mask = ci_calloc(words, sizeof *mask);
