@@ -425,7 +425,6 @@ static bool alt_productive(const ci_cons_ir *ir, const uint32_t *e, uint32_t len
 static int check_left_recursion(const ci_cons_ir *ir, const bool *prod, const bool *nullable, cinfer_error *err) {
     size_t n = ir->n_rules;
     uint8_t *color = ci_calloc(n, 1);
-    uint32_t *parent = ci_malloc(n * sizeof *parent);
     /* stack of (rule, alt index, elem index) */
     typedef struct { uint32_t r, alt, el; } frame;
     frame *st = ci_malloc((n + 1) * sizeof *st);
@@ -470,12 +469,11 @@ static int check_left_recursion(const ci_cons_ir *ir, const bool *prod, const bo
                 ci_buf_free(&b);
             } else if (color[s] == 0) {
                 color[s] = 1;
-                parent[s] = f->r;
                 st[sp++] = (frame){s, 0, 0};
             }
         }
     }
-    free(color), free(parent), free(st);
+    free(color), free(st);
     return rc;
 }
 

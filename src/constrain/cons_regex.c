@@ -178,19 +178,12 @@ static uint32_t parse_class(rx *x) {
     ranges g = {0};
     bool neg = false;
     if (x->i < x->n && x->s[x->i] == '^') neg = true, x->i++;
-    bool first = true;
     while (x->rc == CINFER_OK) {
         if (x->i >= x->n) {
             rx_fail(x, "unterminated character class");
             break;
         }
-        if (x->s[x->i] == ']' && !first) {
-            x->i++;
-            break;
-        }
-        (void)first;
-        first = false;
-        if (x->s[x->i] == ']') { /* JS: [] matches nothing, []] is not special */
+        if (x->s[x->i] == ']') { /* JS: [] matches nothing, [^] anything */
             x->i++;
             break;
         }
@@ -284,12 +277,8 @@ static uint32_t parse_atom(rx *x, int depth, bool *nullable) {
         return class_elem(x, &g, true);
     }
     if (c == ')') return rx_fail(x, "unbalanced )"), 0;
-    if (c == '*' || c == '+' || c == '?' || c == '{') {
-        if (c == '{') { /* JS (non-u) treats a lone { as literal; with u it is an error */
-            return rx_fail(x, "quantifier without an operand"), 0;
-        }
+    if (c == '*' || c == '+' || c == '?' || c == '{') /* with the u flag a lone { is an error too */
         return rx_fail(x, "quantifier without an operand"), 0;
-    }
     if (c == '^' || c == '$') return rx_fail(x, "anchors are only supported at the start / end of the pattern"), 0;
     uint32_t cp;
     if (c == '\\') {

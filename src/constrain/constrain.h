@@ -138,7 +138,7 @@ bool ci_cons_is_complete(const ci_cons_matcher *m);
 /* True when complete and no further byte can follow (or an end id was
  * accepted): the caller should end the sequence. */
 bool ci_cons_is_terminated(const ci_cons_matcher *m);
-/* Undoes the last n accepted tokens (n <= ci_cons_max_rollback). */
+/* Undoes the last n accepted tokens (n <= CI_CONS_MAX_ROLLBACK; an accepted end id counts). */
 #define CI_CONS_MAX_ROLLBACK 64
 int ci_cons_rollback(ci_cons_matcher *m, int n, cinfer_error *err);
 
