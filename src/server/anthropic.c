@@ -87,18 +87,20 @@ static json_t *tool_use_id(json_t *call) {
     return json_string(out);
 }
 
-/* A tool call → a tool_use block; arguments that are no JSON object (a
- * forced call the model garbled) stay visible as text. */
-static json_t *tool_use_block(json_t *call) {
+/* A tool call → a tool_use block, appended to `blocks`. Arguments that are
+ * no JSON object (a forced call the model garbled) cannot be an input:
+ * they stay visible as a text block before the call, whose input is {}. */
+static void append_tool_use(json_t *blocks, json_t *call) {
     json_t *fn = json_object_get(call, "function");
     const char *args = json_string_value(json_object_get(fn, "arguments"));
     json_t *input = args ? json_loads(args, 0, NULL) : NULL;
     if (!json_is_object(input)) {
         json_decref(input);
-        return json_pack("{s:s,s:s}", "type", "text", "text", args ? args : "");
+        input = json_object();
+        json_array_append_new(blocks, json_pack("{s:s,s:s}", "type", "text", "text", args ? args : ""));
     }
-    return json_pack("{s:s,s:o,s:O,s:o}", "type", "tool_use", "id", tool_use_id(call), "name", json_object_get(fn, "name"),
-                     "input", input);
+    json_array_append_new(blocks, json_pack("{s:s,s:o,s:O,s:o}", "type", "tool_use", "id", tool_use_id(call), "name",
+                                            json_object_get(fn, "name"), "input", input));
 }
 
 static json_t *usage_json(const choice *c) {
@@ -125,7 +127,7 @@ static int messages_reply(srv_request *r, job *j) {
         json_array_append_new(blocks, json_pack("{s:s,s:o}", "type", "text", "text", srv_json_text(content, visible)));
     size_t k;
     json_t *call;
-    json_array_foreach(calls, k, call) json_array_append_new(blocks, tool_use_block(call));
+    json_array_foreach(calls, k, call) append_tool_use(blocks, call);
     json_t *msg = message_json(j, blocks);
     json_object_set_new(msg, "stop_reason", json_string(stop_reason(j, c, calls != NULL)));
     json_object_set_new(msg, "stop_sequence", stop_sequence(j, c));
@@ -167,25 +169,26 @@ static void text_delta(ant_ctx *x, ci_buf *out, int kind, const char *s, size_t 
 }
 
 static void tool_blocks(ant_ctx *x, ci_buf *out, json_t *calls) {
+    json_t *blocks = json_array();
     size_t k;
-    json_t *call;
-    json_array_foreach(calls, k, call) {
-        json_t *b = tool_use_block(call);
+    json_t *call, *b;
+    json_array_foreach(calls, k, call) append_tool_use(blocks, call);
+    json_array_foreach(blocks, k, b) {
         if (strcmp(json_string_value(json_object_get(b, "type")), "text") == 0) {
-            json_t *t = json_incref(json_object_get(b, "text"));
-            json_decref(b);
+            json_t *t = json_object_get(b, "text");
             text_delta(x, out, OPEN_TEXT, json_string_value(t), json_string_length(t));
-            json_decref(t);
             continue;
         }
         char *args = json_dumps(json_object_get(b, "input"), JSON_COMPACT);
-        json_object_set_new(b, "input", json_object());
-        block_start(x, out, b);
+        json_t *start = json_deep_copy(b);
+        json_object_set_new(start, "input", json_object());
+        block_start(x, out, start);
         ev(out, "content_block_delta", json_pack("{s:i,s:{s:s,s:s}}", "index", x->n_blocks - 1, "delta", "type",
                                                   "input_json_delta", "partial_json", args ? args : "{}"));
         free(args);
         ev(out, "content_block_stop", json_pack("{s:i}", "index", x->n_blocks - 1));
     }
+    json_decref(blocks);
 }
 
 static void messages_stream(job *j, ci_buf *out) {
