@@ -383,9 +383,11 @@ static bool tools_chat(json_t *tools, json_t *chat, srv_error *e) {
         json_t *name = json_object_get(t, "name"), *schema = json_object_get(t, "input_schema");
         if (!json_is_string(name) || !json_is_object(schema))
             return srv_fail(e, 400, p, "%s needs a string name and an object input_schema", p);
-        json_t *fn = json_pack("{s:O,s:O}", "name", name, "parameters", schema);
+        /* OpenAI's key order (name, description, parameters): templates print it with tojson */
+        json_t *fn = json_pack("{s:O}", "name", name);
         json_t *d = json_object_get(t, "description");
         if (json_is_string(d)) json_object_set(fn, "description", d);
+        json_object_set(fn, "parameters", schema);
         json_array_append_new(out, json_pack("{s:s,s:o}", "type", "function", "function", fn));
     }
     return true;
