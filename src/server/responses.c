@@ -519,8 +519,16 @@ static bool unsupported_options(json_t *req, srv_error *e) {
     if ((v = json_object_get(req, "truncation")) && !json_is_null(v) &&
         !(json_is_string(v) && strcmp(json_string_value(v), "disabled") == 0))
         return srv_fail(e, 400, "truncation", "only 'truncation': \"disabled\" is supported");
-    if ((v = json_object_get(req, "include")) && !json_is_null(v) && json_array_size(v) > 0)
-        return srv_fail(e, 400, "include", "'include' is not supported");
+    /* reasoning items always carry their text; there is nothing encrypted to include */
+    if ((v = json_object_get(req, "include")) && !json_is_null(v)) {
+        size_t i;
+        json_t *x;
+        if (!json_is_array(v)) return srv_fail(e, 400, "include", "'include' must be a list");
+        json_array_foreach(v, i, x)
+            if (!json_is_string(x) || strcmp(json_string_value(x), "reasoning.encrypted_content") != 0)
+                return srv_fail(e, 400, "include", "include[%zu] is not supported (only \"reasoning.encrypted_content\", "
+                                "which has no effect)", i);
+    }
     if ((v = json_object_get(req, "metadata")) && !json_is_null(v) && !json_is_object(v))
         return srv_fail(e, 400, "metadata", "'metadata' must be an object");
     if ((v = json_object_get(req, "stream_options")) && !json_is_null(v) && !json_is_object(v))

@@ -43,7 +43,11 @@ await test('responses.create: a message, usage against /tokenize', async () => {
 });
 
 await test('responses.create: instructions become the system turn', async () => {
-  const r = await client.responses.create({ ...noThink, instructions: 'Answer briefly.', input: [user('Hi')], max_output_tokens: 2 });
+  // with the fields the Agents SDK sends (accepted with no effect, documented)
+  const r = await client.responses.create({ ...noThink, instructions: 'Answer briefly.', input: [user('Hi')], max_output_tokens: 2,
+    include: ['reasoning.encrypted_content'], parallel_tool_calls: true, truncation: 'disabled', metadata: { k: 'v' },
+    text: { format: { type: 'text' } }, service_tier: 'auto' });
+  assert.deepEqual(r.metadata, { k: 'v' });
   assert.equal(r.instructions, 'Answer briefly.');
   assert.equal(r.usage.input_tokens, await promptTokens(srv.base, {
     messages: [{ role: 'system', content: 'Answer briefly.' }, user('Hi')], enable_thinking: false }));
@@ -202,6 +206,7 @@ await test('bad input: 4xx in OpenAI\'s shape naming the field, never a crash', 
   await bad({ input: 'x', temperature: 'hot' }, 400, 'temperature');
   await bad({ input: 'x', max_output_tokens: 0 }, 400, 'max_output_tokens');
   await bad({ input: 'x', background: true }, 400, 'background');
+  await bad({ input: 'x', include: ['message.output_text.logprobs'] }, 400, 'include');
   await bad({ input: 'x', model: 'gpt-5' }, 404, 'model');
   await bad({ input: 'x', previous_response_id: 'resp_unknown' }, 404, 'previous_response_id');
   await bad({ input: 'word '.repeat(3000) }, 400, 'input');
