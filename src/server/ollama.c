@@ -354,6 +354,8 @@ static bool generate_parse(const server *s, json_t *req, srv_gen_request *g, boo
         ok = srv_fail(e, 400, "context", "context (the deprecated token history) is not supported; use /api/chat");
     if (ok && prompt && !json_is_null(prompt) && !json_is_string(prompt)) ok = srv_fail(e, 400, "prompt", "prompt must be a string");
     if (ok && system && !json_is_null(system) && !json_is_string(system)) ok = srv_fail(e, 400, "system", "system must be a string");
+    if (ok && raw && json_object_get(chat, "enable_thinking"))
+        ok = srv_fail(e, 400, "think", "think needs the chat template; it cannot apply to a raw prompt");
     *empty = ok && json_string_length(prompt) == 0;
     if (ok && !*empty) {
         if (raw) {

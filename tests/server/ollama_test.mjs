@@ -171,6 +171,7 @@ await test('bad input: ResponseError with Ollama\'s error body, 4xx', async () =
   await bad(() => ollama.generate({ model: MODEL, prompt: 'x', suffix: 'y' }), 400, /suffix/);
   await bad(() => ollama.generate({ model: MODEL, prompt: 'x', context: [1, 2] }), 400, /context/);
   await bad(() => ollama.generate({ model: MODEL, prompt: 7 }), 400, /prompt/);
+  await bad(() => ollama.generate({ model: MODEL, prompt: 'x', raw: true, think: true }), 400, /raw/);
   await bad(() => ollama.show({ model: 'nope' }), 404, /not found/);
   await bad(() => ollama.embed({ model: MODEL, input: 'x' }), 501, /not supported yet/);
   const noKey = new Ollama({ host: srv.base });
