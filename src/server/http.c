@@ -36,7 +36,9 @@ int srv_send_json(srv_request *r, int status, json_t *body) {
 }
 
 int srv_send_error(srv_request *r, const srv_error *e) {
-    char *text = json_dumps(srv_error_json_shaped(e, r->shape), JSON_COMPACT);
+    json_t *body = srv_error_json_shaped(e, r->shape);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
     if (!text) return srv_send(r, 500, "application/json", "{}", 2);
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!resp) return free(text), MHD_NO;
@@ -169,7 +171,10 @@ static srv_shape path_shape(const char *url) {
 static int method_not_allowed(srv_request *r, const char *method, const char *allow) {
     srv_error e = {.status = 405};
     snprintf(e.msg, sizeof e.msg, "method %s is not allowed on %s (allowed: %s)", method, r->url, allow);
-    char *text = json_dumps(srv_error_json_shaped(&e, r->shape), JSON_COMPACT);
+    json_t *body = srv_error_json_shaped(&e, r->shape);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) return MHD_NO;
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Allow", allow);

@@ -32,7 +32,6 @@
 
 typedef struct oll_ctx {
     bool generate;             /* /api/generate: "response" instead of "message" */
-    bool raw;
 } oll_ctx;
 
 static void ctx_free(void *p) { free(p); }
@@ -370,7 +369,6 @@ static bool generate_parse(const server *s, json_t *req, srv_gen_request *g, boo
     if (!ok) return false;
     oll_ctx *x = ci_calloc(1, sizeof *x);
     x->generate = true;
-    x->raw = raw;
     g->api_ctx = x, g->api_ctx_free = ctx_free;
     return true;
 }
