@@ -20,7 +20,7 @@
 
 /* The parsed command line. Defaults come from CINFER_DEFAULTS.server. */
 typedef struct serve_args {
-    const char *model_path, *host, *api_key, *name;
+    const char *model_path, *host, *api_key, *name, *allowed_origins;
     long port, max_seqs, max_len, threads;
     double kv_gib;
     bool no_prefix, no_webui;
@@ -46,14 +46,17 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: cinfer serve MODEL [options]\n\n"
             "Serves a local model (Hugging Face folder or GGUF file) over an OpenAI-compatible\n"
-            "HTTP API: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics,\n"
-            "/tokenize, /detokenize. Requests are batched continuously; identical prompt\n"
+            "HTTP API: /v1/chat/completions, /v1/completions, /v1/responses, /v1/models,\n"
+            "/health, /metrics, /version, /tokenize, /detokenize; Anthropic's /v1/messages;\n"
+            "Ollama's /api/chat, /api/generate, /api/tags, /api/show, /api/ps. Requests are batched continuously; identical prompt\n"
             "prefixes share their KV cache blocks.\n\n"
             "options:\n"
             "  --host ADDR                IPv4 address to listen on (default %s)\n"
             "  --port N                   TCP port (default %ld)\n"
-            "  --api-key KEY              require 'Authorization: Bearer KEY' on /v1/* (default: $CINFER_API_KEY,\n"
-            "                             unset = no authentication)\n"
+            "  --api-key KEY              require 'Authorization: Bearer KEY' (or 'x-api-key: KEY') on /v1/*\n"
+            "                             and /api/* (default: $CINFER_API_KEY, unset = no authentication)\n"
+            "  --allowed-origins LIST     CORS: origins whose web pages may call the server: '*', a comma\n"
+            "                             list or a JSON list (default: none)\n"
             "  --served-model-name NAME   the model name clients send (default: MODEL as given)\n"
             "  --max-num-seqs N           sequences decoded together (default %ld)\n"
             "  --kv-cache-memory GIB      KV cache size in GiB (default %g)\n"
@@ -137,6 +140,8 @@ static int parse_args(serve_args *a, int argc, char **argv) {
             return -1;
         } else if (strcmp(arg, "--host") == 0) {
             if (!(a->host = cli_option_value(CMD, argc, argv, &i))) return 2;
+        } else if (strcmp(arg, "--allowed-origins") == 0) {
+            if (!(a->allowed_origins = cli_option_value(CMD, argc, argv, &i))) return 2;
         } else if (strcmp(arg, "--api-key") == 0) {
             if (!(a->api_key = cli_option_value(CMD, argc, argv, &i))) return 2;
         } else if (strcmp(arg, "--served-model-name") == 0) {
@@ -203,6 +208,7 @@ int cmd_serve(int argc, char **argv) {
     so.max_connections_per_ip = (int)a.max_connections_per_ip;
     so.max_body_bytes = (unsigned)a.max_body_mb << 20;
     so.no_webui = a.no_webui;
+    so.allowed_origins = a.allowed_origins;
     cinfer_error err = {0};
     rc = ci_server_run(m, &so, &err);
     if (rc != 0) fprintf(stderr, "cinfer " CMD ": %s\n", err.message);

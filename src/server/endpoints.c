@@ -1,6 +1,6 @@
 /*
  * endpoints.c — the endpoints that generate nothing: /health, /metrics,
- * /v1/models, and vLLM's /tokenize and /detokenize.
+ * /version, /v1/models, and vLLM's /tokenize and /detokenize.
  */
 #include "server/openai.h"
 
@@ -23,8 +23,12 @@ int api_metrics(srv_request *r) {
     return ret;
 }
 
+int api_version(srv_request *r) { return srv_send_json(r, 200, json_pack("{s:s}", "version", CINFER_VERSION)); }
+
+/* created: when the server loaded the model (as vLLM, whose cards carry
+ * their creation time) */
 static json_t *model_card(const server *s) {
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:i}", "id", s->model_name, "object", "model", "created", (json_int_t)0,
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:i}", "id", s->model_name, "object", "model", "created", (json_int_t)s->started,
                      "owned_by", "cinfer", "root", s->model_name, "max_model_len", s->m->max_model_len);
 }
 

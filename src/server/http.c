@@ -13,6 +13,7 @@
 /* ------------------------------------------------------------ responses */
 
 int srv_queue(srv_request *r, int status, struct MHD_Response *resp) {
+    srv_cors_headers(r, resp);
     int ret = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     ci_metrics_count_request(&r->srv->metrics, status);
@@ -36,7 +37,9 @@ int srv_send_json(srv_request *r, int status, json_t *body) {
 }
 
 int srv_send_error(srv_request *r, const srv_error *e) {
-    char *text = json_dumps(srv_error_json(e), JSON_COMPACT);
+    json_t *body = srv_error_json_shaped(e, r->shape);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
     if (!text) return srv_send(r, 500, "application/json", "{}", 2);
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!resp) return free(text), MHD_NO;
@@ -73,14 +76,21 @@ bool ci_keys_equal(const char *offered, size_t offered_len, const char *expected
     return diff == 0;
 }
 
+/* `Authorization: Bearer KEY` (OpenAI, Ollama clients) or `x-api-key: KEY`
+ * (Anthropic clients), on every protected route alike. */
 static bool authorized(struct MHD_Connection *c, const server *s) {
     if (!s->api_key) return true;
+    const char *x = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+    if (x && ci_keys_equal(x, strlen(x), s->api_key)) return true;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) return false;
     h += 7;
     while (*h == ' ') h++;
     return ci_keys_equal(h, strlen(h), s->api_key);
 }
+
+/* The API key protects the generating APIs: /v1/ and Ollama's /api/ paths. */
+static bool protected_path(const char *url) { return strncmp(url, "/v1/", 4) == 0 || strncmp(url, "/api/", 5) == 0; }
 
 /* --------------------------------------------------------------- routes */
 
@@ -89,27 +99,49 @@ typedef struct route {
     const char *path;
     bool prefix;                 /* path is a prefix ("/v1/models/NAME") */
     int (*fn)(srv_request *r);
+    srv_shape shape;             /* the API's error shape */
 } route;
 
+#define OAI SRV_SHAPE_OPENAI
+#define ANT SRV_SHAPE_ANTHROPIC
+#define OLL SRV_SHAPE_OLLAMA
 static const route ROUTES[] = {
-    {"GET", "/", false, api_webui},  /* the chat page and its assets (webui.c) */
-    {"GET", "/app.js", false, api_webui},
-    {"GET", "/app.css", false, api_webui},
-    {"GET", "/favicon.svg", false, api_webui},
-    {"GET", "/health", false, api_health},
-    {"POST", "/health", false, api_health},
-    {"GET", "/ping", false, api_health},
-    {"POST", "/ping", false, api_health},
-    {"GET", "/metrics", false, api_metrics},
-    {"GET", "/v1/models", false, api_models},
-    {"GET", "/v1/models/", true, api_model_one},
-    {"POST", "/v1/chat/completions", false, api_chat_completions},
-    {"POST", "/v1/completions", false, api_completions},
-    {"POST", "/tokenize", false, api_tokenize},
-    {"POST", "/v1/tokenize", false, api_tokenize},
-    {"POST", "/detokenize", false, api_detokenize},
-    {"POST", "/v1/detokenize", false, api_detokenize},
+    {"GET", "/", false, api_webui, OAI},  /* the chat page and its assets (webui.c) */
+    {"GET", "/app.js", false, api_webui, OAI},
+    {"GET", "/app.css", false, api_webui, OAI},
+    {"GET", "/favicon.svg", false, api_webui, OAI},
+    {"GET", "/health", false, api_health, OAI},
+    {"POST", "/health", false, api_health, OAI},
+    {"GET", "/ping", false, api_health, OAI},
+    {"POST", "/ping", false, api_health, OAI},
+    {"GET", "/metrics", false, api_metrics, OAI},
+    {"GET", "/version", false, api_version, OAI},
+    {"GET", "/v1/models", false, api_models, OAI},
+    {"GET", "/v1/models/", true, api_model_one, OAI},
+    {"POST", "/v1/chat/completions", false, api_chat_completions, OAI},
+    {"POST", "/v1/completions", false, api_completions, OAI},
+    {"POST", "/v1/responses", false, api_responses_create, OAI},
+    {"GET", "/v1/responses/", true, api_responses_item, OAI},
+    {"DELETE", "/v1/responses/", true, api_responses_item, OAI},
+    {"POST", "/v1/responses/", true, api_responses_item, OAI},
+    {"POST", "/v1/messages", false, api_anthropic_messages, ANT},
+    {"POST", "/v1/messages/count_tokens", false, api_anthropic_count_tokens, ANT},
+    {"POST", "/api/chat", false, api_ollama_chat, OLL},
+    {"POST", "/api/generate", false, api_ollama_generate, OLL},
+    {"GET", "/api/tags", false, api_ollama_tags, OLL},
+    {"POST", "/api/show", false, api_ollama_show, OLL},
+    {"GET", "/api/ps", false, api_ollama_ps, OLL},
+    {"GET", "/api/version", false, api_ollama_version, OLL},
+    {"POST", "/api/embed", false, api_ollama_embed, OLL},
+    {"POST", "/api/embeddings", false, api_ollama_embed, OLL},
+    {"POST", "/tokenize", false, api_tokenize, OAI},
+    {"POST", "/v1/tokenize", false, api_tokenize, OAI},
+    {"POST", "/detokenize", false, api_detokenize, OAI},
+    {"POST", "/v1/detokenize", false, api_detokenize, OAI},
 };
+#undef OAI
+#undef ANT
+#undef OLL
 #define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
 static bool path_matches(const route *rt, const char *url) {
@@ -131,10 +163,23 @@ static const route *find_route(const char *method, const char *url, char *allow,
     return NULL;
 }
 
+/* The error shape of a path: its routes', else by prefix (unknown /api/
+ * paths answer as Ollama, unknown /v1/messages* as Anthropic). */
+static srv_shape path_shape(const char *url) {
+    for (size_t i = 0; i < N_ROUTES; i++)
+        if (path_matches(&ROUTES[i], url)) return ROUTES[i].shape;
+    if (strncmp(url, "/api/", 5) == 0) return SRV_SHAPE_OLLAMA;
+    if (strncmp(url, "/v1/messages", 12) == 0) return SRV_SHAPE_ANTHROPIC;
+    return SRV_SHAPE_OPENAI;
+}
+
 static int method_not_allowed(srv_request *r, const char *method, const char *allow) {
     srv_error e = {.status = 405};
     snprintf(e.msg, sizeof e.msg, "method %s is not allowed on %s (allowed: %s)", method, r->url, allow);
-    char *text = json_dumps(srv_error_json(&e), JSON_COMPACT);
+    json_t *body = srv_error_json_shaped(&e, r->shape);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) return MHD_NO;
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Allow", allow);
@@ -172,18 +217,23 @@ void srv_connection_notify(void *cls, struct MHD_Connection *c, void **socket_co
  * read: a wrong key, a declared body over the cap. Returns -1 otherwise. */
 static int answer_from_headers(srv_request *r) {
     server *s = r->srv;
-    if (strncmp(r->url, "/v1/", 4) == 0 && !authorized(r->conn, s))
-        return srv_send_errorf(r, 401, NULL, "Incorrect or missing API key (send 'Authorization: Bearer KEY')");
+    /* a preflight carries no credentials (browsers never send them) */
+    if (strcmp(r->method, "OPTIONS") == 0) return srv_cors_preflight(r);
+    if (protected_path(r->url) && !authorized(r->conn, s))
+        return srv_send_errorf(r, 401, NULL,
+                               "Incorrect or missing API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > s->opt.max_body_bytes)
         return srv_send_errorf(r, 413, NULL, "request body exceeds %u bytes", s->opt.max_body_bytes);
     return -1;
 }
 
-static srv_request make_request(server *s, struct MHD_Connection *c, const char *url, const conn_state *st) {
+static srv_request make_request(server *s, struct MHD_Connection *c, const char *url, const char *method,
+                                const conn_state *st) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     return (srv_request){.conn = c, .srv = s, .url = url, .body = st && st->body.data ? st->body.data : "",
-                         .body_len = st ? st->body.len : 0, .fd = ci ? ci->connect_fd : -1};
+                         .body_len = st ? st->body.len : 0, .fd = ci ? ci->connect_fd : -1, .method = method,
+                         .shape = path_shape(url)};
 }
 
 enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
@@ -195,7 +245,7 @@ enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url,
         st = ci_calloc(1, sizeof *st);
         *con_cls = st;
         MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->opt.idle_timeout_s);
-        srv_request r = make_request(s, c, url, NULL);
+        srv_request r = make_request(s, c, url, method, NULL);
         int ret = answer_from_headers(&r);
         if (ret >= 0) st->answered = true;
         return ret >= 0 ? (enum MHD_Result)ret : MHD_YES;
@@ -213,10 +263,10 @@ enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url,
     }
     if (st->answered) return MHD_YES;
     if (st->too_large) {
-        srv_request r = make_request(s, c, url, NULL);
+        srv_request r = make_request(s, c, url, method, NULL);
         return (enum MHD_Result)srv_send_errorf(&r, 413, NULL, "request body exceeds %u bytes", s->opt.max_body_bytes);
     }
-    srv_request r = make_request(s, c, url, st);
+    srv_request r = make_request(s, c, url, method, st);
     return (enum MHD_Result)dispatch(&r, method);
 }
 

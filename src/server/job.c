@@ -41,7 +41,7 @@ job *srv_job_new(server *s, const srv_api *api, int n_choices, int choices_per_p
     j->fd = -1;
     uint64_t r[2];
     if (getentropy(r, sizeof r) != 0) r[0] = (uint64_t)(uintptr_t)j, r[1] = (uint64_t)time(NULL);
-    snprintf(j->id, sizeof j->id, "%s-%016llx%016llx", api->id_prefix, (unsigned long long)r[0], (unsigned long long)r[1]);
+    snprintf(j->id, sizeof j->id, "%s%016llx%016llx", api->id_prefix, (unsigned long long)r[0], (unsigned long long)r[1]);
     atomic_fetch_add(&s->n_jobs, 1);
     return j;
 }
@@ -67,6 +67,7 @@ void srv_job_release(job *j) {
     server *s = j->srv;
     for (int i = 0; i < j->n_choices; i++) choice_free(&j->choices[i]);
     json_decref(j->tools);
+    if (j->api_ctx && j->api_ctx_free) j->api_ctx_free(j->api_ctx);
     free(j->choices);
     ci_buf_free(&j->out);
     pthread_mutex_destroy(&j->lock);
@@ -179,6 +180,7 @@ static bool record_token(job *j, choice *c, const ci_token_event *ev) {
 static void observe_token(server *s, job *j, choice *c, double now) {
     if (!j->any_token) {
         j->any_token = true;
+        j->t_first_token = now;
         ci_metrics_observe(&s->metrics, &s->metrics.ttft, now - j->t_arrival);
     } else if (c->t_last > 0) {
         ci_metrics_observe(&s->metrics, &s->metrics.itl, now - c->t_last);
@@ -209,7 +211,11 @@ bool srv_on_token(void *user, const ci_token_event *ev) {
             c->n_cached = ev->n_cached_tokens;
             c->done = true;
             atomic_fetch_sub(&s->n_inflight, 1);
-            if (++j->n_done == j->n_choices) ci_metrics_observe(&s->metrics, &s->metrics.e2e, now - j->t_arrival);
+            ci_metrics_count_finish(&s->metrics, (int)ev->finish);
+            if (++j->n_done == j->n_choices) {
+                j->t_done = now;
+                ci_metrics_observe(&s->metrics, &s->metrics.e2e, now - j->t_arrival);
+            }
             if (ev->finish == CI_FINISH_ERROR) srv_job_fail_locked(j, 500, "the engine failed while generating this request");
             last = true;
         }
@@ -226,6 +232,7 @@ int srv_job_submit(job *j, const int32_t *const *prompts, const int *n_prompts, 
     for (int i = 0; i < j->n_choices; i++) {
         choice *c = &j->choices[i];
         c->out = ci_output_new(s->m->tok, &oo[i]);
+        c->n_prompt = n_prompts[i];
         pthread_mutex_lock(&j->lock);
         j->refs++;
         pthread_mutex_unlock(&j->lock);
@@ -322,4 +329,13 @@ choice *srv_prompt_source(job *j, const choice *c) {
 bool srv_prompt_logprobs_ready(job *j, const choice *c) {
     const choice *src = srv_prompt_source(j, c);
     return src->done || src->n_prompt_lps >= src->n_prompt_ids - 1;
+}
+
+int srv_choice_reasoning_tokens(const job *j, const choice *c) {
+    size_t tl = 0;
+    if (!c->out || !ci_output_thinking(c->out, &tl) || tl == 0) return 0;
+    /* the thinking ends with </think> (generated or forced); cut inside it: all */
+    for (int t = 0; t < c->n_tokens; t++)
+        if (c->tokens[t] == j->srv->think_end) return t + 1;
+    return c->n_tokens;
 }

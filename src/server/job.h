@@ -42,7 +42,7 @@ typedef struct choice {
     float *top_lps;
     int n_tokens, cap_tokens, n_tokens_taken;
     int n_generated;           /* usage: every generated token, stop ids included */
-    int n_prompt, n_cached;
+    int n_prompt, n_cached;    /* n_prompt: as submitted, then as the engine reports it */
     ci_finish_reason finish;
     bool done;                 /* the engine finished it */
     bool started, finish_sent; /* streaming: adapter state */
@@ -81,12 +81,15 @@ typedef struct job {
     char id[64];
     long long created;
     double t_arrival;
+    double t_first_token, t_done; /* the first token of any choice; the last choice's end (0: not yet) */
     double t_checked;          /* last disconnect check */
     bool any_token;
     int fd;                    /* client socket, for disconnect checks */
     ci_buf out;                /* streaming: bytes not yet handed to MHD */
     size_t out_off;
     bool stream_ended;
+    void *api_ctx;             /* the adapter's state (srv_gen_request.api_ctx) */
+    void (*api_ctx_free)(void *ctx);
 } job;
 
 /* What is new in one choice since the last take. */
@@ -121,6 +124,8 @@ bool srv_choice_take(job *j, int i, srv_delta *d);
 /* The tool calls in a finished choice (NULL: none) and the length of the
  * content before them. */
 json_t *srv_choice_tool_calls(job *j, const choice *c, size_t *visible);
+/* Tokens of a finished choice spent on thinking (through </think>). */
+int srv_choice_reasoning_tokens(const job *j, const choice *c);
 /* The choice that computed the prompt logprobs of c's prompt. */
 choice *srv_prompt_source(job *j, const choice *c);
 bool srv_prompt_logprobs_ready(job *j, const choice *c);

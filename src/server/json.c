@@ -56,6 +56,31 @@ json_t *srv_error_json(const srv_error *e) {
     return json_pack("{s:o}", "error", err);
 }
 
+static const char *anthropic_type(int status) {
+    switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 503: return "overloaded_error";
+    default: return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+json_t *srv_error_json_shaped(const srv_error *e, srv_shape shape) {
+    json_t *msg = srv_json_text(e->msg, strlen(e->msg));
+    switch (shape) {
+    case SRV_SHAPE_ANTHROPIC:
+        return json_pack("{s:s,s:{s:s,s:o}}", "type", "error", "error", "type", anthropic_type(e->status), "message", msg);
+    case SRV_SHAPE_OLLAMA:
+        return json_pack("{s:o}", "error", msg);
+    default:
+        json_decref(msg);
+        return srv_error_json(e);
+    }
+}
+
 void srv_append_utf8_lossy(ci_buf *out, const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
@@ -169,4 +194,19 @@ long srv_read_token_ids(const server *s, json_t *a, const char *param, int32_t *
     }
     *ids = out;
     return (long)n;
+}
+
+bool srv_check_fields(json_t *obj, const char *const *known, const char *where, srv_error *e) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        bool ok = false;
+        for (const char *const *k = known; *k && !ok; k++) ok = strcmp(*k, key) == 0;
+        if (ok) continue;
+        char param[64];
+        if (where) snprintf(param, sizeof param, "%s.%s", where, key);
+        else snprintf(param, sizeof param, "%s", key);
+        return srv_fail(e, 400, param, "unknown or unsupported field '%s'", param);
+    }
+    return true;
 }

@@ -5,14 +5,23 @@
  * time-to-first-token and inter-token latency; scheduler gauges (running,
  * waiting, KV blocks, prefix cache) are read as one snapshot at scrape time.
  * One mutex: updates are a few additions, far cheaper than a token.
+ *
+ * Names are vLLM's (vllm:*, with a model_name label), so dashboards and
+ * autoscaling rules written for vLLM work unchanged. cinfer_* names remain
+ * only for what vLLM has no series for: HTTP answers by status and the KV
+ * block counts (tools and tests watch blocks return to the pool).
+ * vllm:request_queue_time_seconds is not exported: the engine reports no
+ * admission time yet.
  */
 #include "engine/scheduler.h"
 #include "server/server_internal.h"
 
 #include <string.h>
 
-static const double BUCKETS[CI_HIST_BUCKETS] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08,
-                                                0.1,   0.25,  0.5,  1.0,  2.5,  5.0,  10.0};
+/* seconds: fine steps where token latencies live, coarse ones up to the
+ * minutes a long request can take */
+static const double BUCKETS[CI_HIST_BUCKETS] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
+                                                1.0,   2.5,   5.0,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
 
 void ci_metrics_init(ci_metrics *m) {
     memset(m, 0, sizeof *m);
@@ -25,6 +34,13 @@ void ci_metrics_count_request(ci_metrics *m, int status) {
     if (status < 100 || status > 599) return;
     pthread_mutex_lock(&m->lock);
     m->requests_by_status[status / 100][status % 100]++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void ci_metrics_count_finish(ci_metrics *m, int finish_reason) {
+    if (finish_reason < 0 || finish_reason >= 5) return;
+    pthread_mutex_lock(&m->lock);
+    m->finished[finish_reason]++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -51,6 +67,10 @@ static void render_hist(ci_buf *out, const char *name, const char *help, const c
                   (unsigned long long)h->count);
 }
 
+static void series(ci_buf *out, const char *name, const char *type, const char *help, const char *label) {
+    ci_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s{%s} ", name, help, name, type, name, label);
+}
+
 void ci_metrics_render(ci_metrics *m, const ci_sched_stats *st, const char *model_name, ci_buf *out) {
     /* label value escaped as the exposition format wants (\\, \", \n) */
     char label[300];
@@ -69,36 +89,44 @@ void ci_metrics_render(ci_metrics *m, const ci_sched_stats *st, const char *mode
             if (m->requests_by_status[c][k])
                 ci_buf_printf(out, "cinfer_requests_total{%s,status=\"%d\"} %llu\n", label, c * 100 + k,
                               (unsigned long long)m->requests_by_status[c][k]);
+    uint64_t fin[5];
+    memcpy(fin, m->finished, sizeof fin);
     ci_histogram ttft = m->ttft, itl = m->itl, e2e = m->e2e;
     pthread_mutex_unlock(&m->lock);
 
-    ci_buf_printf(out, "# HELP cinfer_prompt_tokens_total Prompt tokens admitted.\n# TYPE cinfer_prompt_tokens_total counter\n"
-                       "cinfer_prompt_tokens_total{%s} %llu\n", label, (unsigned long long)st->prompt_tokens);
-    ci_buf_printf(out, "# HELP cinfer_generation_tokens_total Tokens generated.\n# TYPE cinfer_generation_tokens_total counter\n"
-                       "cinfer_generation_tokens_total{%s} %llu\n", label, (unsigned long long)st->generated_tokens);
-    ci_buf_printf(out, "# HELP cinfer_num_requests_running Sequences in the running batch.\n# TYPE cinfer_num_requests_running gauge\n"
-                       "cinfer_num_requests_running{%s} %d\n", label, st->running);
-    ci_buf_printf(out, "# HELP cinfer_num_requests_waiting Sequences waiting for admission.\n# TYPE cinfer_num_requests_waiting gauge\n"
-                       "cinfer_num_requests_waiting{%s} %d\n", label, st->waiting);
-    ci_buf_printf(out, "# HELP cinfer_kv_blocks_total KV cache blocks.\n# TYPE cinfer_kv_blocks_total gauge\n"
-                       "cinfer_kv_blocks_total{%s} %d\n", label, st->kv_blocks_total);
-    ci_buf_printf(out, "# HELP cinfer_kv_blocks_used KV cache blocks held by sequences.\n# TYPE cinfer_kv_blocks_used gauge\n"
-                       "cinfer_kv_blocks_used{%s} %d\n", label, st->kv_blocks_total - st->kv_blocks_free);
-    ci_buf_printf(out, "# HELP cinfer_kv_blocks_free KV cache blocks free or holding evictable cached prefixes.\n# TYPE cinfer_kv_blocks_free gauge\n"
-                       "cinfer_kv_blocks_free{%s} %d\n", label, st->kv_blocks_free);
-    ci_buf_printf(out, "# HELP cinfer_kv_cache_usage_perc Fraction of KV blocks in use.\n# TYPE cinfer_kv_cache_usage_perc gauge\n"
-                       "cinfer_kv_cache_usage_perc{%s} %.6f\n", label,
+    /* vLLM's finished_reason values (stop, length, abort; error for an engine failure) */
+    static const char *const REASON[5] = {NULL, "stop", "length", "abort", "error"};
+    ci_buf_puts(out, "# HELP vllm:request_success_total Finished requests by finish reason.\n"
+                     "# TYPE vllm:request_success_total counter\n");
+    for (int k = 1; k < 5; k++)
+        ci_buf_printf(out, "vllm:request_success_total{%s,finished_reason=\"%s\"} %llu\n", label, REASON[k],
+                      (unsigned long long)fin[k]);
+    series(out, "vllm:prompt_tokens_total", "counter", "Prompt tokens processed.", label);
+    ci_buf_printf(out, "%llu\n", (unsigned long long)st->prompt_tokens);
+    series(out, "vllm:generation_tokens_total", "counter", "Tokens generated.", label);
+    ci_buf_printf(out, "%llu\n", (unsigned long long)st->generated_tokens);
+    series(out, "vllm:num_requests_running", "gauge", "Sequences in the running batch.", label);
+    ci_buf_printf(out, "%d\n", st->running);
+    series(out, "vllm:num_requests_waiting", "gauge", "Sequences waiting for admission.", label);
+    ci_buf_printf(out, "%d\n", st->waiting);
+    series(out, "vllm:kv_cache_usage_perc", "gauge", "Fraction of KV cache blocks in use (0..1).", label);
+    ci_buf_printf(out, "%.6f\n",
                   st->kv_blocks_total ? (double)(st->kv_blocks_total - st->kv_blocks_free) / st->kv_blocks_total : 0.0);
-    ci_buf_printf(out, "# HELP cinfer_prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n# TYPE cinfer_prefix_cache_queries_total counter\n"
-                       "cinfer_prefix_cache_queries_total{%s} %llu\n", label, (unsigned long long)st->prefix_query_tokens);
-    ci_buf_printf(out, "# HELP cinfer_prefix_cache_hits_total Prompt tokens served from the prefix cache.\n# TYPE cinfer_prefix_cache_hits_total counter\n"
-                       "cinfer_prefix_cache_hits_total{%s} %llu\n", label, (unsigned long long)st->prefix_hit_tokens);
-    ci_buf_printf(out, "# HELP cinfer_prefix_cache_hit_rate Hits / queries since start.\n# TYPE cinfer_prefix_cache_hit_rate gauge\n"
-                       "cinfer_prefix_cache_hit_rate{%s} %.6f\n", label,
-                  st->prefix_query_tokens ? (double)st->prefix_hit_tokens / (double)st->prefix_query_tokens : 0.0);
-    ci_buf_printf(out, "# HELP cinfer_num_preemptions_total Sequences preempted for KV space.\n# TYPE cinfer_num_preemptions_total counter\n"
-                       "cinfer_num_preemptions_total{%s} %llu\n", label, (unsigned long long)st->preemptions);
-    render_hist(out, "cinfer_time_to_first_token_seconds", "Request arrival to first generated token.", &ttft, label);
-    render_hist(out, "cinfer_inter_token_latency_seconds", "Time between consecutive generated tokens.", &itl, label);
-    render_hist(out, "cinfer_e2e_request_latency_seconds", "Request arrival to its last token.", &e2e, label);
+    series(out, "vllm:prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.", label);
+    ci_buf_printf(out, "%llu\n", (unsigned long long)st->prefix_query_tokens);
+    series(out, "vllm:prefix_cache_hits_total", "counter", "Prompt tokens served from the prefix cache.", label);
+    ci_buf_printf(out, "%llu\n", (unsigned long long)st->prefix_hit_tokens);
+    series(out, "vllm:num_preemptions_total", "counter", "Sequences preempted for KV space.", label);
+    ci_buf_printf(out, "%llu\n", (unsigned long long)st->preemptions);
+    series(out, "cinfer_kv_blocks_total", "gauge", "KV cache blocks.", label);
+    ci_buf_printf(out, "%d\n", st->kv_blocks_total);
+    series(out, "cinfer_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", label);
+    ci_buf_printf(out, "%d\n", st->kv_blocks_total - st->kv_blocks_free);
+    series(out, "cinfer_kv_blocks_free", "gauge", "KV cache blocks free or holding evictable cached prefixes.", label);
+    ci_buf_printf(out, "%d\n", st->kv_blocks_free);
+    render_hist(out, "vllm:time_to_first_token_seconds", "Request arrival to first generated token.", &ttft, label);
+    render_hist(out, "vllm:inter_token_latency_seconds", "Time between consecutive generated tokens.", &itl, label);
+    render_hist(out, "vllm:time_per_output_token_seconds",
+                "Time between consecutive generated tokens (vLLM's older name of inter_token_latency).", &itl, label);
+    render_hist(out, "vllm:e2e_request_latency_seconds", "Request arrival to its last token.", &e2e, label);
 }

@@ -31,4 +31,13 @@ json_t *srv_token_bytes(const server *s, int32_t id);
 long srv_openai_chat_prompt(const server *s, json_t *req, srv_tool_mode *mode, const char **named, int32_t **ids,
                             srv_error *e);
 
+/* The chat part of a generation request from an OpenAI-chat-shaped object
+ * ({messages, tools, tool_choice, enable_thinking, chat_template_kwargs}):
+ * the prompt (g->prompts[0]), thinking parsing, the tool mode and, for
+ * tool_choice "required" or a named function, the forced call opening.
+ * Chat completions parse into it directly; the Responses, Anthropic and
+ * Ollama adapters translate their bodies to this shape first, so every API
+ * renders prompts and forces tool calls the same way. */
+bool srv_chat_prepare(const server *s, json_t *chat, srv_gen_request *g, srv_error *e);
+
 #endif

@@ -355,7 +355,7 @@ static void chat_stream(job *j, ci_buf *out) {
 static void chat_stream_end(job *j, ci_buf *out) { srv_openai_stream_end(j, "chat.completion.chunk", out); }
 
 static const srv_api CHAT_API = {
-    .id_prefix = "chatcmpl",
+    .id_prefix = "chatcmpl-",
     .stream_type = "text/event-stream",
     .reply = chat_reply,
     .stream = chat_stream,
@@ -365,10 +365,8 @@ static const srv_api CHAT_API = {
 
 /* -------------------------------------------------------------- parse */
 
-static bool chat_parse(const server *s, json_t *req, srv_gen_request *g, srv_error *e) {
-    g->prompt_param = "messages";
+bool srv_chat_prepare(const server *s, json_t *req, srv_gen_request *g, srv_error *e) {
     g->parse_thinking = true;
-    if (!srv_openai_parse_common(s, req, true, g, e)) return false;
     const char *named = NULL;
     srv_prompt *p = &g->prompts[0];
     p->n_ids = srv_openai_chat_prompt(s, req, &g->tools_mode, &named, &p->ids, e);
@@ -376,6 +374,11 @@ static bool chat_parse(const server *s, json_t *req, srv_gen_request *g, srv_err
     g->n_prompts = 1;
     if (g->tools_mode != TOOLS_OFF) g->tools = json_incref(json_object_get(req, "tools"));
     return tool_call_prefix(s, g, named, e);
+}
+
+static bool chat_parse(const server *s, json_t *req, srv_gen_request *g, srv_error *e) {
+    g->prompt_param = "messages";
+    return srv_openai_parse_common(s, req, true, g, e) && srv_chat_prepare(s, req, g, e);
 }
 
 int api_chat_completions(srv_request *r) {

@@ -115,8 +115,8 @@ json_t *srv_openai_usage(const job *j) {
 }
 
 json_t *srv_openai_envelope(const job *j, const char *object) {
-    return json_pack("{s:s,s:s,s:I,s:s}", "id", j->id, "object", object, "created", (json_int_t)j->created, "model",
-                     j->srv->model_name);
+    return json_pack("{s:s,s:s,s:I,s:s,s:s}", "id", j->id, "object", object, "created", (json_int_t)j->created, "model",
+                     j->srv->model_name, "system_fingerprint", j->srv->fingerprint);
 }
 
 void srv_openai_stream_end(job *j, const char *object, ci_buf *out) {

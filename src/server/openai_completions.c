@@ -125,7 +125,7 @@ static void completions_stream(job *j, ci_buf *out) {
 static void completions_stream_end(job *j, ci_buf *out) { srv_openai_stream_end(j, "text_completion", out); }
 
 static const srv_api COMPLETIONS_API = {
-    .id_prefix = "cmpl",
+    .id_prefix = "cmpl-",
     .stream_type = "text/event-stream",
     .reply = completions_reply,
     .stream = completions_stream,

@@ -24,6 +24,7 @@ void srv_gen_init(srv_gen_request *g, const server *s) {
     g->n = 1;
     g->thinking_budget = -1;
     g->prompt_param = "prompt";
+    g->max_tokens_param = "max_tokens";
 }
 
 void srv_gen_free(srv_gen_request *g) {
@@ -31,7 +32,23 @@ void srv_gen_free(srv_gen_request *g) {
     for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
     json_decref(g->tools);
     free(g->forced_prefix);
+    if (g->api_ctx && g->api_ctx_free) g->api_ctx_free(g->api_ctx);
     memset(g, 0, sizeof *g);
+}
+
+bool srv_reasoning_effort(const char *effort, int *thinking, long long *budget) {
+    static const struct {
+        const char *name;
+        int thinking;
+        long long budget;
+    } E[] = {{"none", 0, -1}, {"minimal", 0, -1}, {"low", 1, 1024}, {"medium", 1, 4096}, {"high", 1, -1}};
+    for (size_t i = 0; i < sizeof E / sizeof E[0]; i++)
+        if (strcmp(effort, E[i].name) == 0) {
+            *thinking = E[i].thinking;
+            *budget = E[i].budget;
+            return true;
+        }
+    return false;
 }
 
 bool srv_gen_add_stop(srv_gen_request *g, const char *s, size_t len, srv_error *e) {
@@ -43,12 +60,13 @@ bool srv_gen_add_stop(srv_gen_request *g, const char *s, size_t len, srv_error *
 
 static bool check_context(const server *s, const srv_gen_request *g, long n_prompt, srv_error *e) {
     int max_len = s->m->max_model_len;
+    if (g->max_context > 0 && g->max_context < max_len) max_len = g->max_context;
     if (n_prompt >= max_len)
         return srv_fail(e, 400, g->prompt_param,
                         "This model's maximum context length is %d tokens. However, your prompt has %ld tokens. "
                         "Please reduce the length of the prompt.", max_len, n_prompt);
     if (g->max_tokens >= 0 && (long long)n_prompt + g->max_tokens > max_len)
-        return srv_fail(e, 400, "max_tokens",
+        return srv_fail(e, 400, g->max_tokens_param,
                         "This model's maximum context length is %d tokens. However, you requested %lld tokens "
                         "(%ld in the prompt, %lld in the completion). Please reduce the length of the prompt or "
                         "completion.", max_len, (long long)n_prompt + g->max_tokens, n_prompt, g->max_tokens);
@@ -76,7 +94,8 @@ static void choice_params(const server *s, const srv_gen_request *g, const srv_p
     *rp = (ci_request_params){.sampling = g->sampling, .thinking_budget = -1};
     /* n > 1 with a seed: each choice gets its own reproducible stream */
     if (rp->sampling.has_seed) rp->sampling.seed += (uint64_t)k;
-    rp->max_new_tokens = g->max_tokens >= 0 ? (int)g->max_tokens : s->m->max_model_len - (int)p->n_ids;
+    int max_len = g->max_context > 0 && g->max_context < s->m->max_model_len ? g->max_context : s->m->max_model_len;
+    rp->max_new_tokens = g->max_tokens >= 0 ? (int)g->max_tokens : max_len - (int)p->n_ids;
     rp->stop_ids = s->m->stop_ids;
     rp->n_stop_ids = g->ignore_eos ? 0 : s->m->n_stop_ids;
     rp->want_logprobs = g->logprobs;
@@ -157,6 +176,8 @@ static job *submit(srv_request *r, srv_gen_request *g, const srv_api *api, const
     j->want_logprobs = g->logprobs;
     j->top_logprobs = g->top_logprobs;
     j->fd = r->fd;
+    j->api_ctx = g->api_ctx, j->api_ctx_free = g->api_ctx_free;
+    g->api_ctx = NULL, g->api_ctx_free = NULL;
     cinfer_error err = {0};
     if (srv_job_submit(j, prompts, n_prompts, rps, oos, &err) < 0) {
         srv_job_release(j);

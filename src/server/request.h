@@ -47,6 +47,8 @@ typedef struct srv_gen_request {
     int n_prompts;
     int n;
     const char *prompt_param;    /* names the prompt in errors ("messages", "prompt") */
+    const char *max_tokens_param; /* names the output limit in errors ("max_tokens") */
+    int max_context;             /* prompt + output cap below the model's (Ollama num_ctx); 0: the model's */
     /* sampling and length */
     ci_sampling_params sampling;
     long long max_tokens;        /* -1: up to the context; 0: the prompt only (prompt logprobs) */
@@ -70,6 +72,10 @@ typedef struct srv_gen_request {
     bool prompt_logprobs;        /* the prompt tokens' logprobs (echo) */
     /* streaming */
     bool stream, include_usage;
+    /* the adapter's own state for rendering (e.g. the Responses request
+     * and its stream's item indexes); moves to the job, freed with it */
+    void *api_ctx;
+    void (*api_ctx_free)(void *ctx);
 } srv_gen_request;
 
 struct job;
@@ -77,7 +83,7 @@ struct job;
 /* How one API renders a job. Every function runs with the job's lock held
  * except reply. */
 typedef struct srv_api {
-    const char *id_prefix;       /* response ids: "<prefix>-<32 hex>" */
+    const char *id_prefix;       /* response ids: "<prefix><32 hex>" ("chatcmpl-", "resp_") */
     const char *stream_type;     /* Content-Type of a stream */
     /* non-streaming: the body of a finished job that did not fail */
     int (*reply)(srv_request *r, struct job *j);
@@ -96,6 +102,12 @@ void srv_gen_init(srv_gen_request *g, const server *s);
 void srv_gen_free(srv_gen_request *g);
 /* Adds a stop string (copied); false with e set when over the limits. */
 bool srv_gen_add_stop(srv_gen_request *g, const char *s, size_t len, srv_error *e);
+
+/* Reasoning effort as the Responses API (reasoning.effort) and Ollama
+ * (think: "low"…) name it → thinking on (1) or off (0) and a budget
+ * (-1: none): "none"/"minimal" off; "low" 1024 and "medium" 4096 tokens;
+ * "high" unbounded. False for another word. */
+bool srv_reasoning_effort(const char *effort, int *thinking, long long *budget);
 
 /* Checks the request against the model (context length), submits it as a
  * job and answers: a stream when g->stream, else waits and replies (an

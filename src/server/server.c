@@ -124,10 +124,21 @@ static server *server_new(cinfer_model *m, const ci_server_options *o) {
         s->n_think_close = n > 0 ? (int)n : 0;
     }
     s->wake_fd[0] = s->wake_fd[1] = -1;
+    s->started = (long long)time(NULL);
+    /* system_fingerprint: changes when the build, the model or its context do */
+    uint64_t h = 1469598103934665603ULL;
+    char key[512];
+    snprintf(key, sizeof key, "%s|%s|%s|%d", CINFER_VERSION, cinfer_model_describe(m), s->model_name, m->max_model_len);
+    for (const char *p = key; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    snprintf(s->fingerprint, sizeof s->fingerprint, "fp_%012llx", (unsigned long long)(h >> 16));
+    srv_cors_init(s, o->allowed_origins);
+    s->responses = srv_response_store_new(SRV_RESPONSES_MAX_ENTRIES, SRV_RESPONSES_MAX_BYTES);
     return s;
 }
 
 static void server_free(server *s) {
+    srv_response_store_free(s->responses);
+    srv_cors_free(s);
     ci_special_set_free(&s->specials);
     ci_metrics_destroy(&s->metrics);
     for (int i = 0; i < 2; i++)

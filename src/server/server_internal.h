@@ -64,7 +64,7 @@ json_t *ci_parse_forced_tool_call(const char *content, size_t len, const json_t 
 
 /* --------------------------------------------------------------- metrics */
 
-#define CI_HIST_BUCKETS 14
+#define CI_HIST_BUCKETS 20
 
 typedef struct ci_histogram {
     uint64_t counts[CI_HIST_BUCKETS + 1]; /* last = +Inf */
@@ -75,6 +75,7 @@ typedef struct ci_histogram {
 typedef struct ci_metrics {
     pthread_mutex_t lock;
     uint64_t requests_by_status[6][100]; /* [status / 100][status % 100] */
+    uint64_t finished[5];                /* generation requests by ci_finish_reason */
     ci_histogram ttft, itl, e2e;
 } ci_metrics;
 
@@ -82,6 +83,8 @@ void ci_metrics_init(ci_metrics *m);
 void ci_metrics_destroy(ci_metrics *m);
 void ci_metrics_count_request(ci_metrics *m, int status);
 void ci_metrics_observe(ci_metrics *m, ci_histogram *h, double seconds);
+/* A generation request (one choice) finished with this ci_finish_reason. */
+void ci_metrics_count_finish(ci_metrics *m, int finish_reason);
 struct ci_sched_stats;
 /* Appends the Prometheus text exposition. */
 void ci_metrics_render(ci_metrics *m, const struct ci_sched_stats *st, const char *model_name, ci_buf *out);
@@ -103,6 +106,7 @@ typedef struct ci_server_options {
     int max_queued;               /* choices waiting beyond max_num_seqs; more get 503 + Retry-After */
     unsigned max_body_bytes;      /* larger bodies get 413, before they are read */
     bool no_webui;                /* `/` and the chat page's assets answer 404 */
+    const char *allowed_origins;  /* CORS: "*", "https://a,https://b" or a JSON list; NULL: none */
     /* called once the socket accepts connections, with the bound port (--port 0) */
     void (*on_listening)(void *user, int port);
     void *user;

@@ -85,8 +85,8 @@ function get(url, headers = {}) {
 async function metrics(base) {
   const text = (await get(`${base}/metrics`)).body.toString();
   const val = (name) => Number((text.match(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm')) || [])[1]);
-  return { running: val('cinfer_num_requests_running'), used: val('cinfer_kv_blocks_used'),
-    generated: val('cinfer_generation_tokens_total') };
+  return { running: val('vllm:num_requests_running'), used: val('cinfer_kv_blocks_used'),
+    generated: val('vllm:generation_tokens_total') };
 }
 
 async function chatApi(base, body, key) {
