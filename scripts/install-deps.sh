@@ -10,6 +10,9 @@ APT_PACKAGES=(
   libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libutf8proc-dev libedit-dev
   python3 python3-jinja2
   nginx openssl
+  # make fuzz (libFuzzer) and the clang sanitizer runtimes; strace for the
+  # repo_self_contained_trace test (what files a test touches).
+  clang libclang-rt-14-dev strace
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

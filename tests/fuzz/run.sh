@@ -6,7 +6,8 @@
 # committed, kept between sessions so the time adds up), crashes, leaks,
 # timeouts and OOMs to tests/fuzz/crashes/<name>/ (turn each into a
 # regression input: tests/fuzz/regressions/<name>/, see docs/TESTING.md).
-# Every session is appended to tests/fuzz/work/sessions.tsv; the summary
+# FUZZ_SKIP_REGRESSIONS=1 leaves the regression inputs out (while a known
+# one still crashes). Every session is appended to tests/fuzz/work/sessions.tsv; the summary
 # printed at the end gives the per-harness totals for docs/TESTING.md.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,7 +40,9 @@ for h in "${harnesses[@]}"; do
         -print_final_stats=1 -artifact_prefix="$here/crashes/$h/")
   [ -n "${dict[$h]:-}" ] && args+=(-dict="$here/dict/${dict[$h]}.dict")
   corpora=("$work/$h" "$here/corpus/$h")
-  [ -d "$here/regressions/$h" ] && corpora+=("$here/regressions/$h")
+  # A regression input that still crashes stops libFuzzer at start-up;
+  # FUZZ_SKIP_REGRESSIONS=1 fuzzes without them until the fix is in.
+  [ -d "$here/regressions/$h" ] && [ "${FUZZ_SKIP_REGRESSIONS:-0}" != 1 ] && corpora+=("$here/regressions/$h")
   echo "== fuzz_$h: ${seconds}s"
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} "$bin" "${args[@]}" "${corpora[@]}" >"$log" 2>&1
   rc=$?
