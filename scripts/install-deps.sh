@@ -11,6 +11,9 @@ APT_PACKAGES=(
   python3 python3-jinja2
   nginx openssl
   chromium
+  # make fuzz (libFuzzer) and the clang sanitizer runtimes; strace for the
+  # repo_self_contained_trace test (what files a test touches).
+  clang libclang-rt-14-dev strace
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

