@@ -63,7 +63,8 @@ def scan(src):
         (re.compile(r"(?:^|(?<=[\s\"'=(,\[]))/(?:%s)(?:/|\b)" % "|".join(DENIED_TOPS)), "an absolute path outside the repository"),
     ]
     if parent not in ("/", "") and not any((parent + "/").startswith(p) for p in SYSTEM):  # e.g. a clone in /tmp
-        rules.append((re.compile(re.escape(parent) + r"(?:/|\b)"), "the folder that holds this checkout"))
+        rules.append((re.compile(r"(?:^|(?<=[\s\"'=(,\[]))" + re.escape(parent) + r"(?:/|\b)"),
+                      "the folder that holds this checkout"))
     bad, n_files = [], 0
     for name, path in scanned_files(src):
         try:

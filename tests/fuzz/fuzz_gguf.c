@@ -22,7 +22,11 @@ static double walk_value(const ci_gguf_value *v, int depth) {
         } else if (v->v.arr.elem_type == CI_GGUF_STRING) {
             acc += (double)v->v.arr.strings[i].len;
         } else {
-            acc += (double)ci_gguf_array_u64(v, i) + (double)ci_gguf_array_i64(v, i) + ci_gguf_array_f64(v, i);
+            uint64_t u = 0;
+            int64_t k = 0;
+            if (ci_gguf_array_u64(v, i, &u)) acc += (double)u;
+            if (ci_gguf_array_i64(v, i, &k)) acc += (double)k;
+            acc += ci_gguf_array_f64(v, i);
         }
     }
     return acc;
