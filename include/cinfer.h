@@ -425,7 +425,10 @@ typedef struct cinfer_defaults {
         int max_connections;         /* open HTTP connections in all */
         int max_connections_per_ip;  /* ... from one client address */
         int max_waiting;             /* queued requests beyond the running ones (then 503) */
-        int header_timeout_s;        /* a connection must complete its request headers within this idle time */
+        int max_pending;             /* connections still sending their request head (gate.c: no thread each) */
+        int max_pending_per_ip;      /* ... from one client address */
+        unsigned max_header_bytes;   /* request line + headers (431 beyond) */
+        int header_timeout_s;        /* a connection must complete its request head within this time from accept */
         int idle_timeout_s;          /* idle time allowed once the headers are in (keep-alive, slow readers) */
         double shutdown_timeout_s;   /* SIGTERM: running requests get this long to finish */
         unsigned max_body_bytes;     /* request body cap (413 beyond it, before the body is read) */

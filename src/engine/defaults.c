@@ -32,8 +32,17 @@ const cinfer_defaults CINFER_DEFAULTS = {
         .max_connections_per_ip = 512,
         /* Beyond this many queued requests a new one gets 503 + Retry-After. */
         .max_waiting = 1024,
-        /* Slow-header clients are dropped quickly; once a request is in, long
-         * non-streamed generations stay silent until they finish. */
+        /* Connections that have not sent their request head yet wait in the
+         * admission gate (src/server/gate.c) at the cost of a descriptor, not
+         * a thread: 2,000 slow-header clients fit beside everyone else, and a
+         * quarter of the slots for one address leaves the rest to others. */
+        .max_pending = 4096,
+        .max_pending_per_ip = 1024,
+        /* 16 KiB, Node's limit: an OpenAI SDK's head is under 1 KiB. */
+        .max_header_bytes = 16u << 10,
+        /* Slow-header clients are dropped quickly (a total deadline from
+         * accept); once a request is in, long non-streamed generations stay
+         * silent until they finish. */
         .header_timeout_s = 10,
         .idle_timeout_s = 600,
         .shutdown_timeout_s = 30.0,

@@ -12,11 +12,15 @@
  *    job under the job's mutex and signal it — no I/O on that thread.
  *  - the main thread waits for a signal, then shuts down gracefully:
  *    new work and /health get 503, running requests get
- *    --shutdown-timeout to finish and are then ended with an error (an
- *    error event and [DONE] for streams, an error JSON otherwise); a second
- *    signal exits at once.
+ *    --shutdown-timeout (less a delivery margin) to finish and are then
+ *    ended with an error (an error event and [DONE] for streams, an error
+ *    JSON otherwise); a second signal exits at once.
+ *  - the admission gate's thread (gate.c) accepts connections and holds
+ *    each until its first request head is complete, then hands it to
+ *    libmicrohttpd, which runs without a listening socket of its own.
  */
 #include "server/server.h"
+#include "server/gate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,18 +84,27 @@ static void wait_jobs(server *s, double seconds) {
     }
 }
 
+/* What the drain leaves for ending the requests still running after it:
+ * a waiting handler notices the abort within one wait slice (200 ms,
+ * job.c), writes its error answer and is released; the rest is HTTP's
+ * teardown. Capped at a quarter of a short timeout. */
+#define DELIVERY_MARGIN_S 1.0
+
 /* Graceful shutdown: new work and /health get 503 while running requests
- * have shutdown_timeout_s to finish; then the rest end with an error
- * (within a wait slice), and HTTP stops once their answers are out. */
+ * have shutdown_timeout_s to finish. Whatever still runs at the timeout
+ * minus the delivery margin ends with an error, so that the answers are out
+ * and the process exits within shutdown_timeout_s. */
 static void shutdown_gracefully(server *s) {
     atomic_store(&s->draining, true);
     int n = atomic_load(&s->n_jobs);
-    fprintf(stderr, "cinfer serve: shutting down: %d request(s) running, waiting up to %g s\n", n, s->opt.shutdown_timeout_s);
-    wait_jobs(s, s->opt.shutdown_timeout_s);
+    double timeout = s->opt.shutdown_timeout_s;
+    double margin = DELIVERY_MARGIN_S < timeout / 4 ? DELIVERY_MARGIN_S : timeout / 4;
+    fprintf(stderr, "cinfer serve: shutting down: %d request(s) running, waiting up to %g s\n", n, timeout);
+    wait_jobs(s, timeout - margin);
     if (atomic_load(&s->n_jobs) == 0) return;
     fprintf(stderr, "cinfer serve: ending %d request(s) with an error\n", atomic_load(&s->n_jobs));
     atomic_store(&s->aborting, true);
-    wait_jobs(s, 5.0); /* their error answers: a wait slice, then the write */
+    wait_jobs(s, margin);
 }
 
 /* -------------------------------------------------------------- startup */
@@ -100,6 +113,9 @@ static void resolve_options(ci_server_options *o) {
     if (o->shutdown_timeout_s <= 0) o->shutdown_timeout_s = CINFER_DEFAULTS.server.shutdown_timeout_s;
     if (o->max_connections <= 0) o->max_connections = CINFER_DEFAULTS.server.max_connections;
     if (o->max_connections_per_ip <= 0) o->max_connections_per_ip = CINFER_DEFAULTS.server.max_connections_per_ip;
+    if (o->max_pending <= 0) o->max_pending = CINFER_DEFAULTS.server.max_pending;
+    if (o->max_pending_per_ip <= 0) o->max_pending_per_ip = CINFER_DEFAULTS.server.max_pending_per_ip;
+    if (o->max_header_bytes < 256) o->max_header_bytes = CINFER_DEFAULTS.server.max_header_bytes;
     if (o->header_timeout_s <= 0) o->header_timeout_s = CINFER_DEFAULTS.server.header_timeout_s;
     if (o->idle_timeout_s <= 0) o->idle_timeout_s = CINFER_DEFAULTS.server.idle_timeout_s;
     if (o->max_queued <= 0) o->max_queued = CINFER_DEFAULTS.server.max_waiting;
@@ -149,26 +165,39 @@ static void server_free(server *s) {
     free(s);
 }
 
-static struct MHD_Daemon *start_http(server *s, cinfer_error *err) {
+/* HTTP: libmicrohttpd without a listening socket of its own, one thread per
+ * admitted connection, behind the admission gate (gate.c), which accepts,
+ * waits for each first request head without a thread and answers the
+ * malformed, oversized and slow ones itself. */
+static struct MHD_Daemon *start_http(server *s, srv_gate **gate_out, cinfer_error *err) {
     const ci_server_options *o = &s->opt;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
     const char *host = o->host ? o->host : "127.0.0.1";
     if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
     if (strcmp(host, "0.0.0.0") != 0 && inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         return ci_error(err, CINFER_ERR_INVALID, "--host %s is not an IPv4 address", host), NULL;
+    srv_gate *gate = srv_gate_open(s, &addr, err);
+    if (!gate) return NULL;
+    /* MHD_USE_POLL: admitted sockets may be numbered beyond select's 1024 */
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)o->port, NULL,
-        NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
-        srv_request_done, s, MHD_OPTION_NOTIFY_CONNECTION, srv_connection_notify, s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->idle_timeout_s, MHD_OPTION_END);
-    if (!d) return ci_error(err, CINFER_ERR_IO, "cannot listen on %s:%d (%s)", host, o->port, strerror(errno)), NULL;
-    int port = o->port;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    if (di && di->port) port = di->port; /* --port 0: the kernel picked one (tests) */
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_NO_LISTEN_SOCKET |
+            MHD_USE_ITC | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, srv_handle, s, MHD_OPTION_NOTIFY_COMPLETED, srv_request_done, s, MHD_OPTION_NOTIFY_CONNECTION,
+        srv_connection_notify, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)o->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv_gate_mhd_memory_limit(o->max_header_bytes),
+        MHD_OPTION_END);
+    if (!d || srv_gate_start(gate, d, err) != CINFER_OK) {
+        if (!d) ci_error(err, CINFER_ERR_IO, "cannot start libmicrohttpd (%s)", strerror(errno));
+        srv_gate_close(gate);
+        if (d) MHD_stop_daemon(d);
+        return NULL;
+    }
+    int port = srv_gate_port(gate); /* --port 0: the kernel picked one (tests) */
     fprintf(stderr, "cinfer serve: %s as '%s' listening on http://%s:%d/v1\n", cinfer_model_describe(s->m),
             s->model_name, host, port);
     if (o->on_listening) o->on_listening(o->user, port);
+    *gate_out = gate;
     return d;
 }
 
@@ -198,10 +227,12 @@ int ci_server_run(cinfer_model *m, const ci_server_options *o, cinfer_error *err
         server_free(s);
         return ci_error(err, CINFER_ERR_NOMEM, "cannot start the scheduler thread");
     }
-    struct MHD_Daemon *d = start_http(s, err);
+    srv_gate *gate = NULL;
+    struct MHD_Daemon *d = start_http(s, &gate, err);
     if (d) {
         while (g_signals == 0) wait_wake(s, -1);
         shutdown_gracefully(s);
+        srv_gate_close(gate);
         MHD_stop_daemon(d);
     }
     rc = d ? CINFER_OK : (err ? err->code : CINFER_ERR_IO);

@@ -4,6 +4,8 @@
  * the API adapters (openai_*.c, responses.c, anthropic.c, ollama.c, endpoints.c). Internal to src/server.
  *
  * The layers, from the socket inwards:
+ *   gate.c     accepts; holds each connection (no thread) until its first
+ *              request head is complete and checked, then hands it to MHD;
  *   http.c     libmicrohttpd glue: connection limits, body cap, auth, the
  *              route table (dispatch, 404, 405 with Allow), error bodies;
  *   adapters   one file per HTTP API: parse a body into the one internal

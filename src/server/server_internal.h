@@ -101,7 +101,10 @@ typedef struct ci_server_options {
     double shutdown_timeout_s;    /* SIGTERM/SIGINT: running requests get this long, then end with an error */
     int max_connections;          /* open connections in all */
     int max_connections_per_ip;   /* ... from one client address */
-    int header_timeout_s;         /* idle time allowed before the request headers are complete */
+    int max_pending;              /* connections still sending their first request head (the gate) */
+    int max_pending_per_ip;       /* ... from one client address */
+    unsigned max_header_bytes;    /* a request head over this is 431 */
+    int header_timeout_s;         /* total time from accept allowed for the first request head */
     int idle_timeout_s;           /* idle time allowed afterwards (keep-alive, slow readers) */
     int max_queued;               /* choices waiting beyond max_num_seqs; more get 503 + Retry-After */
     unsigned max_body_bytes;      /* larger bodies get 413, before they are read */

@@ -314,8 +314,9 @@ async function errorChecks(srv) {
   const bigHeader = `X-Filler: ${'a'.repeat(256 * 1024)}\r\n`;
   await expectError('(d) huge headers: 431 JSON',
     await raw(p, `GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n${bigHeader}\r\n`), 431);
-  await expectError('(d) invalid chunked encoding: 400 JSON',
-    await raw(p, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZZZ\r\n{"model":"tiny"}\r\n0\r\n\r\n`), 400);
+  // a chunked body is refused from the headers (docs/SERVER.md: clients of this API send Content-Length)
+  await expectError('(d) chunked encoding: 411 JSON',
+    await raw(p, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nZZZZ\r\n{"model":"tiny"}\r\n0\r\n\r\n`), 411);
   // keepOpen: everything the server sends on this connection is counted
   const neg = await raw(p, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: -5\r\n\r\n`, { ms: 3000, keepOpen: true });
   await expectError('(d) Content-Length -5: 400 JSON, exactly one status line', neg, 400,
@@ -347,21 +348,31 @@ async function longPromptChecks(srv) {
 }
 
 // ------------------------------------------------------------- (g) half-close
-// A client that shuts down its sending side after the request still reads
-// the answer (HTTP allows it): it must get one, also while queued behind
-// another request.
+// A client that shuts down its sending side after its request counts as gone
+// (docs/SERVER.md, as nginx's 499): to the server a FIN and a full close look
+// the same, and (a) depends on it. Queued behind another request, it gets a
+// 499 JSON with code client_closed_request (if it still reads), and its
+// request leaves no KV behind.
 async function halfCloseCheck() {
-  const name = '(g) half-closed client queued behind another request gets its answer';
+  const name = '(g) half-closed client queued behind another request: 499 client_closed_request, KV freed';
   const srv = await startServer(['--max-num-seqs', '1']);
+  const idle = await metrics(srv.port);
   const first = call(srv.port, '/v1/chat/completions', chatBody({ max_tokens: 300 }));
   try {
     await pollUntil('the first request running', 400, async () => (await metrics(srv.port)).running >= 1);
     const body = JSON.stringify(chatBody({ max_tokens: 8 }));
     const r = await raw(srv.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n` +
       `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, { ms: 60000, halfClose: true });
-    let j = null;
-    try { j = JSON.parse(r.body); } catch { /* below */ }
-    check(name, r.status === 200 && j?.choices?.[0]?.finish_reason, `status ${r.status || `none (${r.why})`}: ${JSON.stringify(r.body.slice(0, 200))}`);
+    const bad = r.status !== 499 ? `status ${r.status || `none (${r.why})`}: ${JSON.stringify(r.body.slice(0, 200))}`
+      : errorShape(r.body) || (JSON.parse(r.body).error.code !== 'client_closed_request' ? `code ${JSON.parse(r.body).error.code}` : null);
+    if (bad) return fail(name, bad);
+    // the first request still runs: nothing but its own KV stays in use
+    first.cut('rst');
+    const m = await pollUntil('running 0, waiting 0, KV free', 400, async () => {
+      const m = await metrics(srv.port);
+      return idleNow(m, idle) && m;
+    });
+    pass(name, `KV ${m.kv} after both left`);
   } catch (e) {
     fail(name, e.message);
   } finally {
@@ -424,7 +435,7 @@ async function sigtermChecks() {
     await stopServer(srv);
   } else {
     const s = (ex.at - t0) / 1000;
-    if (SHUTDOWN_OPT) check(`(c) SIGTERM: exits within --shutdown-timeout ${SHUTDOWN_S} (+2 s)`, s <= SHUTDOWN_S + 2, `exited after ${s.toFixed(2)} s`, `${s.toFixed(2)} s`);
+    if (SHUTDOWN_OPT) check(`(c) SIGTERM: exits within --shutdown-timeout ${SHUTDOWN_S}`, s <= SHUTDOWN_S, `exited after ${s.toFixed(2)} s`, `${s.toFixed(2)} s`);
     check('(c) SIGTERM: exit status 0', ex.code === 0, `exit ${ex.code ?? ex.signal}`, `${s.toFixed(2)} s after SIGTERM`);
   }
 }
@@ -446,7 +457,9 @@ async function queueChecks() {
       check(`(e) ${QUEUE_OPT} 2: a flood of 8 gets 503 JSON with Retry-After`, !why, why, `Retry-After ${first503.headers['retry-after']}`);
     }
     const m = await metrics(srv.port);
-    check(`(e) ${QUEUE_OPT} 2: at most 1 running + 2 waiting`, m.running <= 1 && m.waiting <= 2, JSON.stringify(m));
+    // a submitted request shows as waiting until the scheduler admits it, so
+    // the split between the gauges can lag; their sum cannot exceed the bound
+    check(`(e) ${QUEUE_OPT} 2: running + waiting <= 1 + 2, running <= 1`, m.running + m.waiting <= 3 && m.running <= 1, JSON.stringify(m));
   } finally {
     for (const c of calls) c.cut('rst');
     await stopServer(srv);

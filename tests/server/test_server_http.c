@@ -6,9 +6,13 @@
  *    stops it: the scheduler retires it and its KV blocks are free again;
  *  - limits: a declared body over the cap is 413 before any byte of it is
  *    sent, a wrong key is 401 before the body, a full queue is 503 with
- *    Retry-After, a second connection over the per-address limit is
- *    dropped while another address is served, a connection that stalls
- *    in its headers is closed (header timeout);
+ *    Retry-After;
+ *  - the admission gate (gate.c): a head over the cap is 431 JSON, chunked
+ *    411 JSON, `Content-Length: -5` 400 JSON with one status line, a head
+ *    trickled byte by byte 408 JSON at its total deadline; 200 slow
+ *    connections from 127.0.0.2 lose their oldest to the per-address cap
+ *    and do not stop 127.0.0.1; admitted connections over the per-address
+ *    limit are dropped while another address is served;
  *  - errors are OpenAI-shaped JSON: unknown route 404 `not_found`, wrong
  *    method 405 with Allow; an over-long prompt reports its real length;
  *  - SIGTERM: a request that finishes within the shutdown timeout ends
@@ -215,14 +219,13 @@ static void test_disconnect(void) {
 
 static void test_limits(void) {
     running_server rs;
-    server_start(&rs, (ci_server_options){.api_key = "k", .max_queued = 1, .max_connections_per_ip = 4,
-                                          .header_timeout_s = 1});
+    server_start(&rs, (ci_server_options){.api_key = "k", .max_queued = 1});
     /* 413 and 401 from the headers alone: no body byte is ever sent */
     char *r = request(&rs, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k\r\n"
                            "Content-Length: 100000000\r\n\r\n");
     CHECK_MSG(strncmp(r, "HTTP/1.1 413", 12) == 0 && strstr(r, "\"code\":\"request_too_large\""), "%s", r);
     free(r);
-    r = request(&rs, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n");
+    r = request(&rs, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
     CHECK_MSG(strncmp(r, "HTTP/1.1 401", 12) == 0 && strstr(r, "\"type\":\"authentication_error\""), "%s", r);
     free(r);
     /* an over-long prompt is reported with its real length */
@@ -256,11 +259,125 @@ static void test_limits(void) {
     close(b);
     close(a);
     CHECK(wait_stats(idle));
-    /* per address: 4 stalled connections from 127.0.0.1 ... */
-    int stalled[4];
+    server_stop(&rs);
+}
+
+/* ------------------------------------------------------------ the gate */
+
+/* An OpenAI-shaped JSON error with `status` (and `code` unless NULL), one
+ * status line, Connection: close. */
+static bool json_error(const char *r, int status, const char *code) {
+    char line[32];
+    snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    if (strncmp(r, line, strlen(line)) != 0 || !strstr(r, "Content-Type: application/json\r\n")) return false;
+    int lines = 0;
+    for (const char *p = r; (p = strstr(p, "HTTP/1.")) != NULL; p++) lines += p == r || p[-1] == '\n';
+    const char *body = strstr(r, "\r\n\r\n");
+    json_t *j = body ? json_loads(body + 4, 0, NULL) : NULL;
+    json_t *e = json_object_get(j, "error");
+    bool ok = lines == 1 && json_is_string(json_object_get(e, "message")) && json_is_string(json_object_get(e, "type")) &&
+              (!code || (json_is_string(json_object_get(e, "code")) && strcmp(json_string_value(json_object_get(e, "code")), code) == 0));
+    json_decref(j);
+    return ok;
+}
+
+/* Errors libmicrohttpd would answer in HTML come from the gate as JSON. */
+static void test_gate_errors(void) {
+    running_server rs;
+    server_start(&rs, (ci_server_options){.header_timeout_s = 1});
+    /* a head over the cap (16 KiB): 431 */
+    ci_buf big = {0};
+    ci_buf_puts(&big, "GET /health HTTP/1.1\r\nHost: t\r\nX-Filler: ");
+    for (int i = 0; i < 64 * 1024; i++) ci_buf_putc(&big, 'a');
+    ci_buf_puts(&big, "\r\n\r\n");
+    char *r = request(&rs, big.data);
+    CHECK_MSG(json_error(r, 431, "request_header_fields_too_large"), "%.300s", r);
+    free(r);
+    ci_buf_free(&big);
+    /* a head just under the cap, in 99 header lines: the gate admits it and
+     * libmicrohttpd (its memory sized from the cap) parses it */
+    ci_buf near = {0};
+    ci_buf_puts(&near, "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for (int i = 0; i < 97; i++) {
+        ci_buf_printf(&near, "X-H%02d: ", i);
+        for (int k = 0; k < 150; k++) ci_buf_putc(&near, 'b');
+        ci_buf_puts(&near, "\r\n");
+    }
+    ci_buf_puts(&near, "\r\n");
+    CHECK(near.len > 15000 && near.len < 16 * 1024);
+    r = request(&rs, near.data);
+    CHECK_MSG(strncmp(r, "HTTP/1.1 200", 12) == 0, "%.300s", r);
+    free(r);
+    ci_buf_free(&near);
+    /* chunked: 411 (clients of this API send Content-Length) */
+    r = request(&rs, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "ZZZZ\r\n{}\r\n0\r\n\r\n");
+    CHECK_MSG(json_error(r, 411, "length_required"), "%s", r);
+    free(r);
+    /* an invalid Content-Length: 400 with exactly one status line (read to the close) */
+    r = request(&rs, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n");
+    CHECK_MSG(json_error(r, 400, NULL), "%s", r);
+    free(r);
+    r = request(&rs, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}");
+    CHECK_MSG(json_error(r, 400, NULL), "%s", r);
+    free(r);
+    /* a head trickled byte by byte is answered 408 at its total deadline,
+     * while bytes still arrive (an idle timeout would never fire) */
+    ci_buf slow = {0};
+    ci_buf_puts(&slow, "GET /health HTTP/1.1\r\nHost: t\r\nX-Slow: ");
+    for (int i = 0; i < 200; i++) ci_buf_putc(&slow, 's');
+    ci_buf_puts(&slow, "\r\n\r\n");
+    int fd = connect_from(&rs, NULL);
+    size_t sent = 0;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    /* the pacing of the client's input, not a synchronisation: 50 ms a byte */
+    while (sent < slow.len && poll(&pf, 1, 50) == 0) send(fd, slow.data + sent++, 1, MSG_NOSIGNAL);
+    CHECK_MSG(sent < slow.len, "the whole head went out (%zu bytes) without an answer", sent);
+    r = read_all(fd);
+    CHECK_MSG(json_error(r, 408, "request_timeout"), "%s", r);
+    free(r);
+    close(fd);
+    ci_buf_free(&slow);
+    server_stop(&rs);
+}
+
+/* Slow connections wait in the gate (no thread each): a flood from one
+ * address ages out its own oldest ones and does not stop another address. */
+static void test_gate_flood(void) {
+    enum { N_SLOW = 200, PER_IP = 50 };
+    running_server rs;
+    server_start(&rs, (ci_server_options){.header_timeout_s = 120, .max_pending_per_ip = PER_IP,
+                                          .max_connections_per_ip = 4});
+    int slow[N_SLOW];
+    for (int i = 0; i < N_SLOW; i++) {
+        slow[i] = connect_from(&rs, "127.0.0.2");
+        CHECK(slow[i] >= 0);
+        send_str(slow[i], "GET /health HTTP/1.1\r\nHo");
+    }
+    /* accepted after all of them (one FIFO backlog): answered */
+    char *r = request(&rs, "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    CHECK_MSG(strncmp(r, "HTTP/1.1 200", 12) == 0, "%s", r);
+    free(r);
+    /* the oldest were closed without an answer, the newest PER_IP still wait */
+    for (int i = 0; i < N_SLOW - PER_IP; i++) {
+        r = read_all(slow[i]);
+        CHECK_MSG(r[0] == '\0', "slow connection %d: %s", i, r);
+        free(r);
+    }
+    for (int i = N_SLOW - PER_IP; i < N_SLOW; i++) {
+        struct pollfd pf = {.fd = slow[i], .events = POLLIN};
+        CHECK_MSG(poll(&pf, 1, 0) == 0, "slow connection %d was closed", i);
+    }
+    for (int i = 0; i < N_SLOW; i++) close(slow[i]);
+    /* admitted connections per address (libmicrohttpd's limit, 4): four
+     * answered keep-alive connections from 127.0.0.1 ... */
+    int kept[4];
     for (int i = 0; i < 4; i++) {
-        stalled[i] = connect_from(&rs, "127.0.0.1");
-        send_str(stalled[i], "GET /health HTTP/1.1\r\nHo");
+        kept[i] = connect_from(&rs, "127.0.0.1");
+        send_str(kept[i], "GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
+        r = read_until(kept[i], "\r\n\r\n");
+        CHECK_MSG(strncmp(r, "HTTP/1.1 200", 12) == 0, "%s", r);
+        free(r);
     }
     /* ... a fifth one from there is dropped, another address is served */
     int fifth = connect_from(&rs, "127.0.0.1");
@@ -269,19 +386,13 @@ static void test_limits(void) {
     CHECK_MSG(r[0] == '\0', "%s", r);
     free(r);
     close(fifth);
-    int other = connect_from(&rs, "127.0.0.2");
+    int other = connect_from(&rs, "127.0.0.3");
     send_str(other, "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     r = read_all(other);
     CHECK_MSG(strncmp(r, "HTTP/1.1 200", 12) == 0, "%s", r);
     free(r);
     close(other);
-    /* the stalled ones are closed by the header timeout */
-    for (int i = 0; i < 4; i++) {
-        r = read_all(stalled[i]);
-        CHECK_MSG(strstr(r, "HTTP/1.1 200") == NULL, "%s", r);
-        free(r);
-        close(stalled[i]);
-    }
+    for (int i = 0; i < 4; i++) close(kept[i]);
     server_stop(&rs);
 }
 
@@ -364,6 +475,8 @@ int main(int argc, char **argv) {
     }
     test_disconnect();
     test_limits();
+    test_gate_errors();
+    test_gate_flood();
     test_shutdown_finishes();
     test_shutdown();
     cinfer_model_free(g_model);

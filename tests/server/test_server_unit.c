@@ -12,6 +12,7 @@
 #include "engine/engine_internal.h"
 #include "engine/output.h"
 #include "engine/scheduler.h"
+#include "server/gate.h"
 #include "server/server_internal.h"
 #include "template/template.h"
 #include "test.h"
@@ -222,12 +223,56 @@ static void test_keys(void) {
     CHECK(!ci_keys_equal("", 0, "sk-abc"));
 }
 
+/* The gate's head checks (gate.c), against statuses written by hand from
+ * RFC 9112: incomplete heads wait, the rest is answered from the head. */
+static void test_gate_head(void) {
+    static const struct {
+        const char *head;
+        int rc, status;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nHost: t\r\n\r\n", 1, 0},
+        {"\r\nGET / HTTP/1.0\nHost: t\n\n", 1, 0},                        /* leading CRLF, bare LF */
+        {"GET / HTTP/1.1\r\nHost: t\r\n", 0, 0},                           /* no empty line yet */
+        {"GET / HTT", 0, 0},
+        {"\x16\x03\x01\x02", -1, 400},                                    /* a TLS hello */
+        {"GET /a b HTTP/1.1\r\n\r\n", -1, 400},
+        {"GET / HTTP/2.0\r\n\r\n", -1, 400},
+        {"GET / HTTP/1.1\r\n folded\r\n\r\n", -1, 400},
+        {"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", -1, 400},
+        {"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", -1, 400},
+        {"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n", -1, 400},
+        {"POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n", -1, 400},
+        {"POST / HTTP/1.1\r\nContent-Length:  1000 \r\n\r\n", 1, 0},
+        {"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", -1, 413},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", -1, 411},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        srv_error e = {0};
+        int rc = srv_gate_check_head(cases[i].head, strlen(cases[i].head), 256, 1000, &e);
+        CHECK_MSG(rc == cases[i].rc && (rc >= 0 || e.status == cases[i].status), "case %zu: rc %d status %d", i, rc,
+                  e.status);
+    }
+    /* the cap: 256 bytes without the end of the head is 431; 101 lines too */
+    char big[300];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "GET / HTTP/1.1\r\nX: ", 20);
+    srv_error e = {0};
+    CHECK(srv_gate_check_head(big, 256, 256, 1000, &e) == -1 && e.status == 431);
+    ci_buf many = {0};
+    ci_buf_puts(&many, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < 101; i++) ci_buf_puts(&many, "A: b\r\n");
+    ci_buf_puts(&many, "\r\n");
+    CHECK(srv_gate_check_head(many.data, many.len, 4096, 1000, &e) == -1 && e.status == 431);
+    ci_buf_free(&many);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_server_unit MODEL_DIR\n");
         return 2;
     }
     test_keys();
+    test_gate_head();
     cinfer_model_options mo;
     cinfer_model_options_init(&mo);
     mo.max_model_len = 512;
