@@ -5,7 +5,9 @@
  * its own whether the token goes with it: only to the endpoint's origin
  * (scheme://host:port), never to the storage host a 302 points at. That is
  * what huggingface_hub gets from requests, which drops Authorization when a
- * redirect changes host; the storage URL is pre-signed.
+ * redirect changes host; the storage URL is pre-signed. Same-host redirects
+ * (the Hub's relative 307s) keep the token, as huggingface_hub's
+ * follow_relative_redirects does.
  *
  * A download appends to `<blob>.incomplete` and asks for the rest with Range,
  * so an interrupted transfer (dropped connection, Ctrl-C, crash) resumes where
@@ -172,7 +174,7 @@ static outcome exchange(const ci_hub_http *hc, const char *url, hop *h, const ch
                         cinfer_error *err) {
     char cur[2048];
     snprintf(cur, sizeof cur, "%s", url);
-    ci_hub_headers *capture = h->hdr;
+    ci_hub_headers *capture = h->hdr; /* NULL for metadata requests */
     for (int r = 0; r <= MAX_REDIRECTS; r++) {
         char origin[512];
         if (!url_origin(cur, origin, sizeof origin)) {
@@ -210,7 +212,10 @@ static outcome exchange(const ci_hub_http *hc, const char *url, hop *h, const ch
         curl_easy_setopt(c, CURLOPT_XFERINFODATA, h);
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         h->status = 0, h->location[0] = '\0', h->retry_after = -1, h->range_start = -1, h->restarted = false;
-        h->hdr = r == 0 ? capture : NULL;
+        /* the hub's answers (not the storage host's) are the ones checked; after
+         * a same-host redirect the last of them counts */
+        h->hdr = capture && !strcmp(origin, hc->token_host) ? capture : NULL;
+        if (h->hdr) memset(h->hdr, 0, sizeof *h->hdr), h->hdr->linked_size = -1;
         CURLcode cc = curl_easy_perform(c);
         curl_slist_free_all(hl);
         if (h->cancel && *h->cancel) {
@@ -312,11 +317,12 @@ int ci_hub_fetch(const ci_hub_http *hc, const char *url, const char *part, uint6
     hop h = {.curl = curl_easy_init(), .file = f, .have = have, .limit = size, .hdr = hdr, .on_bytes = on_bytes,
              .user = user, .cancel = hc->cancel};
     int rc = 0;
-    for (int attempt = 0; h.curl; attempt++) {
-        if (h.have == size && size > 0 && attempt > 0) break;
+    memset(hdr, 0, sizeof *hdr);
+    hdr->linked_size = -1;
+    /* a complete partial file (a crash between the last byte and the rename)
+     * needs no request: the caller's hash check decides */
+    for (int attempt = 0; h.curl && !(h.have == size && size > 0); attempt++) {
         double wait = -1;
-        memset(hdr, 0, sizeof *hdr);
-        hdr->linked_size = -1;
         outcome o = exchange(hc, url, &h, file, &wait, err);
         if (o == OUT_OK && h.have == size) break;
         if (o == OUT_OK) {
