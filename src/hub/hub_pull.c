@@ -370,7 +370,8 @@ static int write_ref(const char *repo, const char *rev, const char *commit, cinf
     return rc;
 }
 
-/* Jobs for the selected files; *dir gets the folder the model lives in. */
+/* One job per selected file: its URL, partial file and destination (HF: the
+ * blob; ModelScope: the file under the model folder). */
 static void plan_jobs(pull *p, ci_hub_file *files, size_t n, const char *endpoint, const char *base,
                       const char *tmpdir) {
     p->jobs = ci_calloc(n ? n : 1, sizeof *p->jobs);
@@ -395,12 +396,16 @@ static void plan_jobs(pull *p, ci_hub_file *files, size_t n, const char *endpoin
             j->dest = ci_path_join(base, f->name);
         }
         free(up);
-        /* the partial file is named by content hash, else by position */
-        if (f->hash[0]) ci_buf_printf(&b, "%s/%s.incomplete", tmpdir, f->hash);
-        else ci_buf_printf(&b, "%s/file%zu.incomplete", tmpdir, i);
+        /* HF: the partial blob is named by its hash (as huggingface_hub does), so
+         * a later pull resumes it whatever file names it. ModelScope places by
+         * path, so two files with equal bytes need two partial files. */
+        if (p->ref.source == CI_HUB_HF) ci_buf_printf(&b, "%s/%s.incomplete", tmpdir, f->hash);
+        else ci_buf_printf(&b, "%s/%s-%zu.incomplete", tmpdir, f->hash[0] ? f->hash : "file", i);
         j->part = ci_buf_take(&b, NULL);
         struct stat st;
         j->cached = stat(j->dest, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == f->size;
+        for (size_t k = 0; k + 1 < p->n_jobs && !j->cached; k++)
+            j->cached = !strcmp(p->jobs[k].dest, j->dest); /* same blob as an earlier file: one download */
         p->total += f->size;
         p->files_total++;
     }

@@ -65,6 +65,8 @@ function noEscape(root) { assert.ok(!fs.existsSync(path.join(root, 'etc')), 'wro
 
 const CASES = {};
 const lie = smallRepo('s').slice(0, 2);
+const DUP = [{name: 'a.json', data: Buffer.from('{"same":1}')}, {name: 'b.json', data: Buffer.from('{"same":1}')},
+             {name: 'model.safetensors', data: Buffer.from(rand(2000, 'dup'))}];
 
 CASES.full_pull_then_run_offline = async () => {
   const e = env('full');
@@ -179,6 +181,17 @@ CASES.corrupt_byte_refetched = async () => {
   assert.ok(!fs.existsSync(path.join(repo, 'blobs', sha256(file.data))));
   assert.ok(!fs.existsSync(path.join(repo, 'refs', 'main')));
   fails(await run(['run', 'Org/Small', '-p', 'hi'], e2), /cinfer pull Org\/Small/, 'not resolvable');
+};
+
+CASES.identical_files = async () => {
+  const e = env('dup');
+  const m = mark();
+  ok(await run(['pull', 'Org/Dup', '--connections', '4'], e), 'pull');
+  const snap = path.join(repoDir(e, 'Org/Dup'), 'snapshots');
+  sameTree(path.join(snap, fs.readdirSync(snap)[0]), DUP);
+  assert.equal(since(m).filter((x) => /\/resolve\/.*\.json$/.test(x.url)).length, 1, 'one download for equal bytes');
+  ok(await run(['pull', 'modelscope:Org/Dup', '--connections', '4'], e), 'pull modelscope');
+  sameTree(path.join(e.MODELSCOPE_CACHE, 'models', 'Org', 'Dup'), DUP);
 };
 
 CASES.two_revisions_share_blobs = async () => {
@@ -366,6 +379,7 @@ async function main() {
   const v2 = smallRepo('r');
   v2[0] = {name: 'config.json', data: Buffer.from('{"model_type":"qwen3","tag":"v2"}')};
   hub.addRepo('Org/Revs', {main: smallRepo('r'), v2});
+  hub.addRepo('Org/Dup', {main: DUP, master: DUP});
   hub.addRepo('Org/Gated', {main: smallRepo('g')}, {gated: true, token: TOKEN});
   const half = gguf.length >> 1;
   hub.addRepo('Org/Tiny-GGUF', {main: [
