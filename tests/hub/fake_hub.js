@@ -224,6 +224,12 @@ class FakeHub {
     entry.status = r ? 206 : 200;
     res.writeHead(entry.status, h);
     if (req.method === 'HEAD') return res.end();
+    const stall = this.takeFault('stall', e.name);
+    if (stall) { /* some bytes, then silence with the connection open */
+      const part = body.subarray(0, stall.bytes);
+      entry.sent += part.length;
+      return res.write(part, () => stall.onStalled && stall.onStalled());
+    }
     const drop = this.takeFault('dropAfter', e.name);
     if (drop) {
       const part = body.subarray(0, drop.bytes);

@@ -18,7 +18,7 @@ const {FakeHub, readTree, sha256, gitSha1} = require('./fake_hub.js');
 const [CINFER, TOKDIR, WORK, ...ONLY] = process.argv.slice(2);
 const TOKEN = 'hf_SeCrEtToKeN0123456789';
 
-function run(args, env = {}, timeoutMs = 120000) {
+function run(args, env = {}, timeoutMs = 120000, onSpawn = null) {
   return new Promise((resolve) => {
     const clean = {...process.env};
     for (const k of Object.keys(clean))
@@ -28,6 +28,7 @@ function run(args, env = {}, timeoutMs = 120000) {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    if (onSpawn) onSpawn(child);
     child.on('close', (code, sig) => { clearTimeout(timer); resolve({code, sig, out, err}); });
   });
 }
@@ -181,6 +182,32 @@ CASES.corrupt_byte_refetched = async () => {
   assert.ok(!fs.existsSync(path.join(repo, 'blobs', sha256(file.data))));
   assert.ok(!fs.existsSync(path.join(repo, 'refs', 'main')));
   fails(await run(['run', 'Org/Small', '-p', 'hi'], e2), /cinfer pull Org\/Small/, 'not resolvable');
+};
+
+CASES.ctrl_c_then_resume = async () => {
+  const e = env('ctrlc');
+  const file = smallRepo('r').find((f) => f.name === 'model.safetensors');
+  let child;
+  hub.fault('stall', 'model.safetensors', {bytes: 150000, onStalled: () => child.kill('SIGINT')});
+  const r = await run(['pull', 'Org/Small'], e, 60000, (c) => (child = c));
+  fails(r, /interrupted[\s\S]*run the same command again/, 'Ctrl-C');
+  const part = path.join(repoDir(e, 'Org/Small'), 'blobs', sha256(file.data) + '.incomplete');
+  const have = fs.existsSync(part) ? fs.statSync(part).size : 0;
+  assert.ok(have <= 150000);
+  assert.ok(!fs.existsSync(path.join(repoDir(e, 'Org/Small'), 'refs')), 'no ref after an interrupted pull');
+  const m = mark();
+  ok(await run(['pull', 'Org/Small'], e), 'resume');
+  const got = since(m).filter((x) => x.server === 'storage');
+  assert.equal(got.length, 1);
+  assert.equal(got[0].range, have ? `bytes=${have}-` : null, 'continued where the partial file ends');
+  assert.equal(got[0].sent, file.data.length - have);
+  /* a huge Retry-After is capped (30 s) and Ctrl-C cuts the wait short */
+  hub.fault('rateLimit', 'model.safetensors', {retryAfter: 3600});
+  const r2 = await run(['pull', 'Org/Small'], env('ctrlc2'), 60000, (c) => {
+    let text = '';
+    c.stderr.on('data', (d) => { text += d; if (/retrying in 30\.0s/.test(text)) c.kill('SIGINT'); });
+  });
+  fails(r2, /HTTP 429; retrying in 30\.0s[\s\S]*interrupted/, 'capped Retry-After, then Ctrl-C');
 };
 
 CASES.identical_files = async () => {
