@@ -56,8 +56,13 @@ const since = (m) => hub.log.slice(m);
 function sameTree(dir, files) {
   for (const f of files) assert.ok(Buffer.compare(fs.readFileSync(path.join(dir, f.name)), f.data) === 0, `${f.name} differs`);
 }
-function ok(r, what) { assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.err}`); }
+function sanitizerClean(r, what) {
+  assert.doesNotMatch(r.err, /ERROR: (Address|Leak)Sanitizer|runtime error:/, `${what}: sanitizer report`);
+}
+function ok(r, what) {
+  sanitizerClean(r, what); assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.err}`); }
 function fails(r, re, what) {
+  sanitizerClean(r, what);
   assert.notEqual(r.code, 0, `${what}: expected a failure\n${r.out}`);
   assert.match(r.err, re, `${what}: message`);
 }
