@@ -452,6 +452,83 @@ typedef struct cinfer_defaults {
 
 extern const cinfer_defaults CINFER_DEFAULTS;
 
+
+/* ---------------------------------------------------------------------------
+ * Models by name (src/hub, docs/HUB.md): `cinfer pull`, the Hugging Face
+ * cache ($HF_HOME/hub, shared with huggingface_hub) and ModelScope's cache
+ * ($MODELSCOPE_CACHE). A model name is "ORG/NAME", "ORG/NAME:QUANT" (a GGUF
+ * quant such as Q4_K_M), optionally prefixed "hf:" or "modelscope:".
+ * Environment: HF_ENDPOINT, HF_TOKEN (or $HF_HOME/token), HF_HOME,
+ * HF_HUB_CACHE, HF_HUB_OFFLINE, MODELSCOPE_CACHE, MODELSCOPE_DOMAIN.
+ * ------------------------------------------------------------------------- */
+
+typedef enum cinfer_hub_event {
+    CINFER_HUB_PLAN,       /* the file list is known: files_total, total */
+    CINFER_HUB_BYTES,      /* bytes arrived for `file` */
+    CINFER_HUB_FILE_DONE,  /* `file` verified and placed (or already cached) */
+    CINFER_HUB_RETRY,      /* `file` failed and is retried after `wait_s`; note says why */
+} cinfer_hub_event;
+
+typedef struct cinfer_hub_progress {
+    cinfer_hub_event event;
+    const char *file;              /* repo-relative name; NULL for PLAN */
+    uint64_t file_done, file_total;
+    uint64_t done, total;          /* bytes over all files (cached ones count as done) */
+    int files_done, files_total;
+    double wait_s;                 /* RETRY: the delay before the next try */
+    const char *note;              /* RETRY: the failure (never holds a token) */
+} cinfer_hub_progress;
+
+/* Called from download threads, one call at a time. */
+typedef void (*cinfer_hub_progress_fn)(const cinfer_hub_progress *p, void *user);
+
+typedef struct cinfer_hub_options {
+    const char *revision;          /* NULL: "main" (Hugging Face) / "master" (ModelScope) */
+    const char *source;            /* NULL: from the name's prefix (default hf); "hf" or "modelscope" */
+    const char *const *include;    /* globs over repo file names; replace the default selection */
+    size_t n_include;
+    const char *const *exclude;    /* globs removed from the selection */
+    size_t n_exclude;
+    int connections;               /* files fetched in parallel */
+    int max_retries;               /* per file, after the first try */
+    double stall_timeout_s;        /* a transfer slower than 1 byte/s for this long fails */
+    double max_wait_s;             /* cap on one backoff / Retry-After delay */
+    cinfer_hub_progress_fn progress;
+    void *progress_user;
+    const volatile sig_atomic_t *cancel; /* non-zero: stop; partial files stay for a resume */
+} cinfer_hub_options;
+
+void cinfer_hub_options_init(cinfer_hub_options *o);
+
+/* Downloads NAME into the cache (files already there are not fetched again)
+ * and returns in *path_out (cinfer_free) what cinfer_model_load takes: the
+ * snapshot folder, or the GGUF file for a quant. Returns 0 or a negative
+ * cinfer_status. */
+int cinfer_hub_pull(const char *name, const cinfer_hub_options *o, char **path_out, cinfer_error *err);
+
+/* What a command does with its MODEL argument: an existing path comes back
+ * unchanged; a model name is looked up in the caches (never the network).
+ * Returns NULL with an error naming the `cinfer pull` command when NAME is not
+ * cached. Free with cinfer_free. */
+char *cinfer_resolve_model(const char *name_or_path, cinfer_error *err);
+/* true when `s` is not an existing path but parses as a model name. */
+bool cinfer_hub_is_model_name(const char *s);
+
+typedef struct cinfer_hub_entry {
+    char name[256];                /* "ORG/NAME" or "modelscope:ORG/NAME" */
+    char revision[160];            /* "main @ 1a2b3c4" (ref @ commit) or a ModelScope revision */
+    char format[16];               /* "safetensors", "gguf" or "other" */
+    uint64_t bytes;                /* the snapshot's files */
+    char path[1024];               /* the snapshot folder */
+} cinfer_hub_entry;
+
+/* Every cached model snapshot of both caches; free *out with cinfer_free. */
+int cinfer_hub_list(cinfer_hub_entry **out, size_t *n, cinfer_error *err);
+
+/* Removes NAME's snapshot for `revision` (NULL: every snapshot of NAME) and
+ * the blobs no remaining snapshot links to. *freed gets the bytes released. */
+int cinfer_hub_remove(const char *name, const char *revision, uint64_t *freed, cinfer_error *err);
+
 #ifdef __cplusplus
 }
 #endif

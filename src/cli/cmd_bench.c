@@ -98,6 +98,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (rc) return rc;
     cinfer_error err = {0};
+    if (!(path = cli_resolve_model(CMD, path))) return 1;
     cinfer_bench *b = cinfer_bench_open(path, &o, &err);
     if (!b) {
         fprintf(stderr, "cinfer " CMD ": %s\n", err.message);

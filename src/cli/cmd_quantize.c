@@ -100,6 +100,7 @@ int cmd_quantize(int argc, char **argv) {
         }
     }
     if (!in || !out) return cli_usage_error(CMD, "needs IN and OUT");
+    if (!(in = cli_resolve_model(CMD, in))) return 1;
     if (!type) return cli_usage_error(CMD, "missing --type (q8_0, q4_0, q4_k, q6_k, q4_k_m)");
     const char *scheme = cinfer_quantize_scheme_name(type);
     if (!scheme) return cli_usage_error(CMD, "unknown type '%s' (q8_0, q4_0, q4_k, q6_k, q4_k_m)", type);

@@ -180,7 +180,9 @@ static cinfer_model *load_model(const serve_args *a) {
     mo.kv_cache_gib = a->kv_gib;
     mo.show_progress = true;
     cinfer_error err = {0};
-    cinfer_model *m = cinfer_model_load(a->model_path, &mo, &err);
+    const char *path = cli_resolve_model(CMD, a->model_path);
+    cinfer_model *m = path ? cinfer_model_load(path, &mo, &err) : NULL;
+    if (!path) return NULL;
     if (!m) {
         fprintf(stderr, "cinfer " CMD ": %s\n", err.message);
         if (err.code == CINFER_ERR_KV_TOO_SMALL)

@@ -17,6 +17,9 @@ int cmd_serve(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 /* Shared helpers for the command implementations (cli_common.c). */
 #include <stdbool.h>
@@ -32,5 +35,10 @@ const char *cli_option_value(const char *cmd, int argc, char **argv, int *i);
  * length in *len; free() it. On failure prints "cinfer CMD: PATH: why" and
  * returns NULL. (The CLI's own reader: commands use cinfer.h, not src/util.) */
 char *cli_read_input(const char *cmd, const char *path, size_t max, size_t *len);
+/* MODEL argument → path: an existing path as is, a model name from the caches
+ * (downloaded first when cli_pull_first, set by main for --pull). Prints why
+ * and returns NULL when it cannot (cmd_pull.c). */
+extern bool cli_pull_first;
+const char *cli_resolve_model(const char *cmd, const char *name);
 
 #endif

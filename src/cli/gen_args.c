@@ -132,6 +132,7 @@ cinfer_model *cli_open_model(const char *cmd, const char *path, cinfer_remote_op
         mo.n_threads = ga->n_threads;
         mo.max_model_len = ga->ctx_size;
         mo.show_progress = true;
+        if (!(path = cli_resolve_model(cmd, path))) return NULL;
         m = cinfer_model_load(path, &mo, &err);
     }
     if (!m) fprintf(stderr, "cinfer %s: %s\n", cmd, err.message);

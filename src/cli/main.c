@@ -24,6 +24,9 @@ static const command COMMANDS[] = {
     {"bench", cmd_bench, "measure prompt (pp) and generation (tg) tokens/s of a model, like llama-bench"},
     {"models", cmd_models, "list the models of an OpenAI-compatible endpoint (--remote URL)"},
     {"quantize", cmd_quantize, "quantize a model (HF folder or GGUF) to a GGUF: q8_0, q4_0, q4_k, q6_k, q4_k_m"},
+    {"pull", cmd_pull, "download a model by name from Hugging Face or ModelScope (ORG/NAME[:QUANT])"},
+    {"list", cmd_list, "list the models in the Hugging Face and ModelScope caches"},
+    {"rm", cmd_rm, "remove a cached model"},
     {"make-test-model", cmd_make_test_model, "write a random-weight Qwen3 (HF folder or GGUF) with the real layout"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
@@ -60,6 +63,16 @@ int main(int argc, char **argv) {
     if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
         printf("cinfer %s\n", CINFER_VERSION);
         return 0;
+    }
+    /* --pull: commands taking a MODEL download a named model first */
+    if (!strcmp(name, "run") || !strcmp(name, "chat") || !strcmp(name, "serve") || !strcmp(name, "bench") ||
+        !strcmp(name, "quantize")) {
+        int k = 1;
+        for (int i = 1; i < argc; i++)
+            if (strcmp(argv[i], "--pull") == 0) cli_pull_first = true;
+            else argv[k++] = argv[i];
+        argc = k;
+        argv[argc] = NULL;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(name, COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
