@@ -3,10 +3,8 @@
  * config.json (both transformers 4.x and 5.x keys; every accepted config
  * must pass the bounds checks again), generation_config.json, and
  * tokenizer_config.json through the chat-template source loader.
- *
- * The chat-template source loader takes only a path today: the input is
- * written to a private temporary file for it.
- * TODO(in-memory template-source loader): call it directly once it exists.
+ * tokenizer_config.json goes through cinfer_chat_template_source_from_memory,
+ * the reader behind the path loader.
  */
 #include "fuzz_common.h"
 
@@ -21,8 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ci_generation_config gen;
     ci_generation_config_parse((const char *)data, size, "generation_config.json", &gen, &err);
 
-    const char *path = fuzz_write_file("tokenizer_config.json", data, size);
     cinfer_chat_template_source src;
-    if (cinfer_chat_template_source_load(path, &src, &err) == 0) cinfer_chat_template_source_free(&src);
+    if (cinfer_chat_template_source_from_memory((const char *)data, size, NULL, 0, "tokenizer_config.json", &src,
+                                                &err) == 0)
+        cinfer_chat_template_source_free(&src);
     return 0;
 }
