@@ -172,7 +172,10 @@ static job *submit(srv_request *r, srv_gen_request *g, const srv_api *api, const
     j->stream = g->stream;
     j->include_usage = g->include_usage;
     j->tools_mode = g->tools_mode;
-    j->tools = json_incref(g->tools);
+    /* A copy, not a reference: the job may be released last on the scheduler
+     * thread while the request's JSON is freed on the connection thread, and
+     * jansson's reference counts are not atomic. */
+    j->tools = g->tools ? json_deep_copy(g->tools) : NULL;
     j->want_logprobs = g->logprobs;
     j->top_logprobs = g->top_logprobs;
     j->fd = r->fd;

@@ -53,12 +53,13 @@ static void *scheduler_main(void *arg) {
 /* The first SIGTERM/SIGINT starts a graceful shutdown; a second one exits
  * at once. The handler only writes to the server's self-pipe (async-signal
  * safe); the main thread does the rest. */
-static volatile sig_atomic_t g_signals;
+/* Lock-free atomic: written by the handler, read by the serving thread. */
+static atomic_int g_signals;
 static int g_wake_fd = -1;
 
 static void on_signal(int sig) {
     (void)sig;
-    if (g_signals++ > 0) _exit(128 + sig);
+    if (atomic_fetch_add(&g_signals, 1) > 0) _exit(128 + sig);
     char b = 's';
     ssize_t w = write(g_wake_fd, &b, 1);
     (void)w;
@@ -204,7 +205,7 @@ static struct MHD_Daemon *start_http(server *s, srv_gate **gate_out, cinfer_erro
 static int start_signals(server *s, cinfer_error *err) {
     if (pipe(s->wake_fd) != 0) return ci_error(err, CINFER_ERR_IO, "cannot create a pipe (%s)", strerror(errno));
     for (int i = 0; i < 2; i++) fcntl(s->wake_fd[i], F_SETFL, fcntl(s->wake_fd[i], F_GETFL) | O_NONBLOCK);
-    g_signals = 0;
+    atomic_store(&g_signals, 0);
     g_wake_fd = s->wake_fd[1];
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -230,7 +231,7 @@ int ci_server_run(cinfer_model *m, const ci_server_options *o, cinfer_error *err
     srv_gate *gate = NULL;
     struct MHD_Daemon *d = start_http(s, &gate, err);
     if (d) {
-        while (g_signals == 0) wait_wake(s, -1);
+        while (atomic_load(&g_signals) == 0) wait_wake(s, -1);
         shutdown_gracefully(s);
         srv_gate_close(gate);
         MHD_stop_daemon(d);
