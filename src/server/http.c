@@ -244,6 +244,7 @@ enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url,
     if (!st) { /* the headers are complete */
         st = ci_calloc(1, sizeof *st);
         *con_cls = st;
+        atomic_fetch_add(&s->n_requests, 1);
         MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->opt.idle_timeout_s);
         srv_request r = make_request(s, c, url, method, NULL);
         int ret = answer_from_headers(&r);
@@ -271,10 +272,17 @@ enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const char *url,
 }
 
 void srv_request_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
-    (void)cls, (void)c, (void)code;
+    (void)c, (void)code;
+    server *s = cls;
     conn_state *st = *con_cls;
     if (!st) return;
     ci_buf_free(&st->body);
     free(st);
     *con_cls = NULL;
+    /* The answer is out: a draining main thread may stop HTTP once none is left. */
+    if (atomic_fetch_sub(&s->n_requests, 1) == 1 && atomic_load(&s->draining)) {
+        char b = 'r';
+        ssize_t w = write(s->wake_fd[1], &b, 1);
+        (void)w;
+    }
 }

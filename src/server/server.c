@@ -75,12 +75,12 @@ static void wait_wake(server *s, long timeout_ms) {
     }
 }
 
-/* Waits until every job was released or `seconds` passed. */
+/* Waits until every job was released and every answer sent, or `seconds` passed. */
 static void wait_jobs(server *s, double seconds) {
     double end = ci_now_seconds() + seconds;
     for (;;) {
         double left = end - ci_now_seconds();
-        if (atomic_load(&s->n_jobs) == 0 || left <= 0) return;
+        if ((atomic_load(&s->n_jobs) == 0 && atomic_load(&s->n_requests) == 0) || left <= 0) return;
         wait_wake(s, (long)(left * 1000) + 1);
     }
 }
@@ -102,7 +102,7 @@ static void shutdown_gracefully(server *s) {
     double margin = DELIVERY_MARGIN_S < timeout / 4 ? DELIVERY_MARGIN_S : timeout / 4;
     fprintf(stderr, "cinfer serve: shutting down: %d request(s) running, waiting up to %g s\n", n, timeout);
     wait_jobs(s, timeout - margin);
-    if (atomic_load(&s->n_jobs) == 0) return;
+    if (atomic_load(&s->n_jobs) == 0 && atomic_load(&s->n_requests) == 0) return;
     fprintf(stderr, "cinfer serve: ending %d request(s) with an error\n", atomic_load(&s->n_jobs));
     atomic_store(&s->aborting, true);
     wait_jobs(s, margin);

@@ -42,6 +42,7 @@ typedef struct server {
     int n_think_close;
     pthread_t sched_thread;
     atomic_int n_jobs;           /* jobs not yet released (shutdown waits for 0) */
+    atomic_int n_requests;       /* HTTP requests whose answer is not yet sent (shutdown waits for 0) */
     atomic_int n_inflight;       /* submitted choices not yet finished (queue bound) */
     atomic_bool draining;        /* first signal: new work and /health get 503 */
     atomic_bool aborting;        /* shutdown timeout: running jobs end with an error */
