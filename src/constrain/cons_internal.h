@@ -197,7 +197,7 @@ struct ci_cons_vocab {
     uint32_t *bits;
     size_t n_bits_masks;
 };
-#define CI_CONS_BITS_MIN 4096
+#define CI_CONS_BITS_MIN 1024
 #define CI_CONS_BITS_MAX_BYTES ((size_t)16 << 20)
 #define CI_CONS_CUT_MIN 16
 

@@ -24,6 +24,11 @@
  * the current state to one "dominant" successor, and so on for as deep as
  * the subtree goes (a string body loops on itself; a counted string steps
  * through its counter states) — that is what makes free-text states cheap.
+ * A counter at its bound (k characters left, then every character below is
+ * dead) takes the first entries of the node's token list sorted by
+ * character count (cons_vocab.c) instead of walking the subtree: exact,
+ * because the tokens with at most k characters below stay on the live
+ * chain and every longer one dies at character k + 1.
  * The finished mask is memoised per state too, so the per-token cost in
  * steady state is one hash lookup and a 19 KB copy.
  *
@@ -340,6 +345,7 @@ static bool bulk_ok(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, 
         if (s->dom_target < 0) return false;
         for (int w = 0; w < 4; w++)
             if (below->w[w] & ~s->dom.w[w]) return false;
+        if (s->dom_target == sid) return true; /* a self-loop: every further step is this one */
         sid = s->dom_target;
     }
     return true;
@@ -420,6 +426,7 @@ static int utf8_run(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, 
                         !(below->w[3] & s->live.w[3]);
             return dead ? k : -1;
         }
+        if (next == sid) return chars; /* a self-loop: every further character is this one */
         sid = next;
     }
     return chars;

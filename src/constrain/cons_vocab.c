@@ -8,7 +8,12 @@
  * tokens of a subtree are one contiguous run of `order[]`, so a subtree the
  * automaton accepts as a whole is marked without visiting it.
  * `below` (the set of bytes used anywhere under a node) and `depth_below`
- * are what that whole-subtree test needs.
+ * are what that whole-subtree test needs. Two more per-node indexes serve
+ * the walk: the counter-cut lists (a subtree's tokens sorted by how many
+ * characters they have below the node, so a counter with k characters left
+ * takes a prefix instead of a walk) and ready masks of the largest subtrees
+ * (accepting one is a vectorised OR). Each node also keeps tok_hi so the walk
+ * never reads a far node to know a subtree's token run.
  *
  * Built once per model; nothing here depends on a grammar.
  */
@@ -56,8 +61,8 @@ static int cmp_cut_item(const void *a, const void *b) {
 
 /* The counter-cut lists (see ci_cons_vocab.cut_off). Byte depth of a node is
  * recovered from its path; a token's characters below the node are counted
- * from that depth. Size: sum of the qualifying subtrees (a few entries per
- * token; ~2.5 MB for Qwen3). */
+ * from that depth. Size: the qualifying subtrees plus one count per
+ * character of depth (about two entries per token: 1.2 MB for Qwen3). */
 static void build_cuts(ci_cons_vocab *v) {
     ci_cons_trie_node *nodes = v->nodes;
     size_t nn = v->n_nodes;
@@ -108,7 +113,7 @@ static void build_cuts(ci_cons_vocab *v) {
 
 /* Ready masks of the large subtrees (see ci_cons_vocab.bits_off). Bounded:
  * a node qualifies only with CI_CONS_BITS_MIN tokens below it, so there are
- * at most depth * n_order / CI_CONS_BITS_MIN of them (~150 masks, ~3 MB for
+ * at most depth * n_order / CI_CONS_BITS_MIN of them (49 masks, 0.9 MB for
  * Qwen3), and never more than CI_CONS_BITS_MAX_BYTES in all (the first in
  * pre-order; the others are marked token by token). */
 static void build_bits(ci_cons_vocab *v) {
