@@ -410,9 +410,10 @@ static int32_t mb_next(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t si
 static int utf8_run(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, const ci_cons_set *below, int chars) {
     bool ascii = below->w[0] | below->w[1], multi = below->w[2] | below->w[3];
     for (int k = 0; k < chars; k++) {
+        /* both may add states (rt->st moves): take the record after them */
+        int32_t next = multi ? mb_next(g, rt, sid) : -1;
         if (!rt->st[sid].dom_done) compute_dom(g, rt, sid);
         const state_rec *s = &rt->st[sid];
-        int32_t next = multi ? mb_next(g, rt, sid) : -1;
         bool ok = !multi || next >= 0;
         if (ok && ascii) {
             ok = s->dom_target >= 0 && !(below->w[0] & ~s->dom.w[0]) && !(below->w[1] & ~s->dom.w[1]) &&
