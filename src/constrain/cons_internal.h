@@ -135,6 +135,8 @@ void ci_cons_grammar_free_ir(ci_cons_grammar *g);
 ci_cons_grammar *ci_cons_grammar_from_ir(ci_cons_ir *ir, uint32_t root, const ci_cons_vocab *v, cinfer_error *err);
 ci_cons_runtime *ci_cons_runtime_new(int n_classes);
 void ci_cons_runtime_free(ci_cons_runtime *rt);
+/* Trie nodes visited by all mask walks so far (a machine-independent cost measure for the bench). */
+uint64_t ci_cons_runtime_visits(ci_cons_runtime *rt);
 
 /* Compilers: build IR into `ir` and return the root rule via *root. */
 typedef struct ci_cons_regex_opts {
@@ -156,6 +158,7 @@ typedef struct ci_cons_trie_node {
     uint32_t end;     /* index one past this node's subtree */
     uint32_t tok_lo;  /* tokens of the subtree: order[tok_lo .. nodes[end].tok_lo) */
     uint32_t below;   /* index into below_sets: the bytes used anywhere below */
+    uint32_t tok_hi;  /* = nodes[end].tok_lo, kept here so the walk never touches a far node */
     uint16_t n_here;  /* tokens ending exactly here: order[tok_lo .. tok_lo + n_here) */
     uint8_t byte;     /* edge byte into this node */
     uint8_t depth_below; /* longest path below (capped at 255) */
@@ -178,6 +181,24 @@ struct ci_cons_vocab {
     uint32_t max_len;         /* longest token in the trie */
     ci_cons_set *below_sets;  /* deduplicated, [0] = empty */
     size_t n_below_sets;
+    /* Counter cuts: for a node whose subtree is complete UTF-8 (utf8_below)
+     * and holds >= CI_CONS_CUT_MIN tokens, cut_off[node] indexes `cut`:
+     * chars_below + 1 counts (count[r] = tokens with at most r characters
+     * below the node), then the subtree's tokens (those ending below the
+     * node, not at it) sorted by that character count. UINT32_MAX: none. */
+    uint32_t *cut_off;        /* [n_nodes] */
+    uint32_t *cut;
+    size_t n_cut;
+    /* Subtrees with >= CI_CONS_BITS_MIN tokens below the node also have their
+     * tokens as a ready mask (ci_cons_mask_words words), so accepting one is
+     * a vectorised OR instead of thousands of scattered bit sets.
+     * bits_off[node]: word offset into `bits`, UINT32_MAX: none. */
+    uint32_t *bits_off;       /* [n_nodes] */
+    uint32_t *bits;
+    size_t n_bits_masks;
 };
+#define CI_CONS_BITS_MIN 1024
+#define CI_CONS_BITS_MAX_BYTES ((size_t)16 << 20)
+#define CI_CONS_CUT_MIN 16
 
 #endif

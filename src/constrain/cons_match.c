@@ -24,6 +24,11 @@
  * the current state to one "dominant" successor, and so on for as deep as
  * the subtree goes (a string body loops on itself; a counted string steps
  * through its counter states) — that is what makes free-text states cheap.
+ * A counter at its bound (k characters left, then every character below is
+ * dead) takes the first entries of the node's token list sorted by
+ * character count (cons_vocab.c) instead of walking the subtree: exact,
+ * because the tokens with at most k characters below stay on the live
+ * chain and every longer one dies at character k + 1.
  * The finished mask is memoised per state too, so the per-token cost in
  * steady state is one hash lookup and a 19 KB copy.
  *
@@ -52,6 +57,7 @@ typedef struct state_rec {
     bool dom_done;
     int32_t mb_next; /* -2 unknown; the one state every valid multi-byte UTF-8 character leads to, or -1 */
     ci_cons_set dom;
+    ci_cons_set live; /* bytes with a live successor (valid once dom_done) */
 } state_rec;
 
 typedef struct sref { uint32_t off, len; } sref;
@@ -76,6 +82,7 @@ struct ci_cons_runtime {
     size_t n_work, cap_work, n_ready, cap_ready;
     uint32_t *out;
     size_t n_out, cap_out;
+    uint64_t stat_visits; /* trie nodes visited by mask walks (diagnostics, bench) */
     /* scratch for the trie walk */
     uint32_t *walk_end;
     int32_t *walk_state;
@@ -105,6 +112,13 @@ void ci_cons_runtime_free(ci_cons_runtime *rt) {
     free(rt->walk_end), free(rt->walk_state);
     pthread_mutex_destroy(&rt->mu);
     free(rt);
+}
+
+uint64_t ci_cons_runtime_visits(ci_cons_runtime *rt) {
+    pthread_mutex_lock(&rt->mu);
+    uint64_t n = rt->stat_visits;
+    pthread_mutex_unlock(&rt->mu);
+    return n;
 }
 
 /* ------------------------------------------------------------ interning */
@@ -315,10 +329,12 @@ static void compute_dom(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t s
     state_rec *s = &rt->st[sid];
     s->dom_done = true;
     memset(&s->dom, 0, sizeof s->dom);
+    memset(&s->live, 0, sizeof s->live);
     s->dom_target = best < 0 ? -1 : tgt[best];
-    if (best >= 0)
-        for (int b = 0; b < 256; b++)
-            if (tgt[g->byte_class[b]] == s->dom_target) ci_cons_set_add(&s->dom, (unsigned)b);
+    for (int b = 0; b < 256; b++) {
+        if (tgt[g->byte_class[b]] >= 0) ci_cons_set_add(&s->live, (unsigned)b);
+        if (best >= 0 && tgt[g->byte_class[b]] == s->dom_target) ci_cons_set_add(&s->dom, (unsigned)b);
+    }
 }
 
 /* Every path of up to `depth` bytes drawn from `below` stays live from sid. */
@@ -329,6 +345,7 @@ static bool bulk_ok(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, 
         if (s->dom_target < 0) return false;
         for (int w = 0; w < 4; w++)
             if (below->w[w] & ~s->dom.w[w]) return false;
+        if (s->dom_target == sid) return true; /* a self-loop: every further step is this one */
         sid = s->dom_target;
     }
     return true;
@@ -380,27 +397,40 @@ static int32_t mb_next(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t si
     return rt->st[sid].mb_next;
 }
 
-/* The whole subtree is allowed when, character by character, every
- * character used below leads to one next state that is live, for as many
- * characters as a path below has: ASCII bytes through the dominant
- * successor, multi-byte characters through mb_next (string bodies loop on
- * one state; counted strings step through their counters). */
-static bool bulk_utf8_ok(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, const ci_cons_set *below,
-                         int chars) {
+/* Character by character from sid over a subtree whose tokens are complete
+ * UTF-8 using the bytes `below`, at most `chars` characters deep: while
+ * every character used below leads to one next state that is live (ASCII
+ * bytes through the dominant successor, multi-byte characters through
+ * mb_next), step. Returns `chars` when that holds all the way (the whole
+ * subtree is allowed: string bodies loop on one state; counted strings step
+ * through their counters); k < chars when it holds for k characters and
+ * then every character that can start below is dead (a counter at its
+ * bound: exactly the tokens with at most k characters below are allowed);
+ * -1 otherwise. */
+static int utf8_run(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, const ci_cons_set *below, int chars) {
     bool ascii = below->w[0] | below->w[1], multi = below->w[2] | below->w[3];
     for (int k = 0; k < chars; k++) {
-        int32_t next = -1;
-        if (multi && (next = mb_next(g, rt, sid)) < 0) return false;
-        if (ascii) {
-            if (!rt->st[sid].dom_done) compute_dom(g, rt, sid);
-            const state_rec *s = &rt->st[sid];
-            if (s->dom_target < 0 || (below->w[0] & ~s->dom.w[0]) || (below->w[1] & ~s->dom.w[1])) return false;
-            if (multi && s->dom_target != next) return false;
+        /* both may add states (rt->st moves): take the record after them */
+        int32_t next = multi ? mb_next(g, rt, sid) : -1;
+        if (!rt->st[sid].dom_done) compute_dom(g, rt, sid);
+        const state_rec *s = &rt->st[sid];
+        bool ok = !multi || next >= 0;
+        if (ok && ascii) {
+            ok = s->dom_target >= 0 && !(below->w[0] & ~s->dom.w[0]) && !(below->w[1] & ~s->dom.w[1]) &&
+                 (!multi || s->dom_target == next);
             next = s->dom_target;
         }
+        if (!ok) {
+            /* a character starts with ASCII (w[0], w[1]) or a lead byte (w[3]);
+             * continuation bytes (w[2]) never start one */
+            bool dead = !(below->w[0] & s->live.w[0]) && !(below->w[1] & s->live.w[1]) &&
+                        !(below->w[3] & s->live.w[3]);
+            return dead ? k : -1;
+        }
+        if (next == sid) return chars; /* a self-loop: every further character is this one */
         sid = next;
     }
-    return true;
+    return chars;
 }
 
 static inline void mark_range(uint32_t *mask, const int32_t *order, uint32_t lo, uint32_t hi) {
@@ -410,9 +440,29 @@ static inline void mark_range(uint32_t *mask, const int32_t *order, uint32_t lo,
     }
 }
 
+static inline void mark_ids(uint32_t *mask, const uint32_t *ids, uint32_t n) {
+    for (uint32_t k = 0; k < n; k++) mask[ids[k] >> 5] |= 1u << (ids[k] & 31);
+}
+
+/* Tokens of node i's subtree (below it): a ready mask for large subtrees (a
+ * loop the compiler vectorises), else one bit per token. */
+static inline void mark_subtree(uint32_t *restrict mask, const ci_cons_vocab *v, uint32_t i, size_t words) {
+    const ci_cons_trie_node *nd = &v->nodes[i];
+    uint32_t lo = nd->tok_lo + nd->n_here, hi = nd->tok_hi;
+    if (hi - lo >= CI_CONS_BITS_MIN && v->bits_off[i] != UINT32_MAX) {
+        const uint32_t *restrict b = v->bits + v->bits_off[i];
+        for (size_t w = 0; w < words; w++) mask[w] |= b[w];
+    } else {
+        mark_range(mask, v->order, lo, hi);
+    }
+}
+
 static void compute_mask(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t sid, uint32_t *mask) {
     const ci_cons_vocab *v = g->vocab;
     const ci_cons_trie_node *nodes = v->nodes;
+    const int32_t *order = v->order;
+    const uint8_t *byte_class = g->byte_class;
+    const size_t n_classes = (size_t)rt->n_classes;
     size_t words = ci_cons_mask_words(v);
     memset(mask, 0, words * sizeof *mask);
     size_t depth_cap = (size_t)v->max_len + 2;
@@ -425,38 +475,61 @@ static void compute_mask(const ci_cons_grammar *g, ci_cons_runtime *rt, int32_t 
     int32_t *pst = rt->walk_state;
     size_t sp = 0;
     uint32_t i = 1, n = (uint32_t)v->n_nodes;
+    uint32_t top_end = n; /* end of the innermost open subtree */
+    int32_t s = sid;      /* its state */
+    uint64_t visits = 0;
     while (i < n) {
-        while (sp > 0 && i >= pend[sp - 1]) sp--;
-        int32_t s = sp ? pst[sp - 1] : sid;
+        while (i >= top_end) { /* leave finished subtrees */
+            sp--;
+            top_end = sp ? pend[sp - 1] : n;
+            s = sp ? pst[sp - 1] : sid;
+        }
         const ci_cons_trie_node *nd = &nodes[i];
-        int32_t t = trans(g, rt, s, g->byte_class[nd->byte]);
+        visits++;
+        /* the next sibling is the next node whenever this subtree is skipped
+         * or accepted whole: fetch it while this one is decided (the node
+         * array is larger than the caches, a skip is otherwise a miss) */
+        __builtin_prefetch(&nodes[nd->end]);
+        int cls = byte_class[nd->byte];
+        int32_t t = rt->tt[(size_t)s * n_classes + (size_t)cls]; /* rt->tt moves when states are added */
+        if (t == -2) t = trans_slow(g, rt, s, cls);
         if (t < 0) {
             i = nd->end;
             continue;
         }
         if (nd->n_here == 1) {
-            uint32_t id = (uint32_t)v->order[nd->tok_lo];
+            uint32_t id = (uint32_t)order[nd->tok_lo];
             mask[id >> 5] |= 1u << (id & 31);
         } else if (nd->n_here) {
-            mark_range(mask, v->order, nd->tok_lo, nd->tok_lo + nd->n_here);
+            mark_range(mask, order, nd->tok_lo, nd->tok_lo + nd->n_here);
         }
         if (nd->end == i + 1) {
             i++;
             continue;
         }
-        uint32_t lo = nd->tok_lo + nd->n_here, hi = nodes[nd->end].tok_lo;
-        if (hi - lo >= BULK_MIN_TOKENS &&
-            (bulk_ok(g, rt, t, &v->below_sets[nd->below], nd->depth_below) ||
-             (nd->utf8_below && bulk_utf8_ok(g, rt, t, &v->below_sets[nd->below], nd->chars_below)))) {
-            mark_range(mask, v->order, lo, hi);
-            i = nd->end;
-            continue;
+        uint32_t below_n = nd->tok_hi - (nd->tok_lo + nd->n_here);
+        if (below_n >= BULK_MIN_TOKENS) {
+            const ci_cons_set *below = &v->below_sets[nd->below];
+            int run = -1;
+            if (bulk_ok(g, rt, t, below, nd->depth_below) ||
+                (nd->utf8_below && (run = utf8_run(g, rt, t, below, nd->chars_below)) == nd->chars_below)) {
+                mark_subtree(mask, v, i, words);
+                i = nd->end;
+                continue;
+            }
+            if (run >= 0 && v->cut_off[i] != UINT32_MAX) { /* a counter at its bound */
+                const uint32_t *cnt = v->cut + v->cut_off[i], *ids = cnt + nd->chars_below + 1;
+                mark_ids(mask, ids, cnt[run]);
+                i = nd->end;
+                continue;
+            }
         }
-        pend[sp] = nd->end;
-        pst[sp] = t;
+        pend[sp] = top_end = nd->end;
+        pst[sp] = s = t;
         sp++;
         i++;
     }
+    rt->stat_visits += visits;
 }
 
 /* ---------------------------------------------------------------- matcher */

@@ -8,7 +8,12 @@
  * tokens of a subtree are one contiguous run of `order[]`, so a subtree the
  * automaton accepts as a whole is marked without visiting it.
  * `below` (the set of bytes used anywhere under a node) and `depth_below`
- * are what that whole-subtree test needs.
+ * are what that whole-subtree test needs. Two more per-node indexes serve
+ * the walk: the counter-cut lists (a subtree's tokens sorted by how many
+ * characters they have below the node, so a counter with k characters left
+ * takes a prefix instead of a walk) and ready masks of the largest subtrees
+ * (accepting one is a vectorised OR). Each node also keeps tok_hi so the walk
+ * never reads a far node to know a subtree's token run.
  *
  * Built once per model; nothing here depends on a grammar.
  */
@@ -38,6 +43,101 @@ static uint64_t set_hash(const ci_cons_set *s) {
 }
 
 static size_t nn_cap_hint(size_t total) { return total + 1; }
+
+/* Characters in b[0..n) (complete, valid UTF-8 by construction of the caller). */
+static uint32_t count_chars(const uint8_t *b, size_t n) {
+    uint32_t c = 0;
+    for (size_t i = 0; i < n; i++) c += (b[i] & 0xC0) != 0x80;
+    return c;
+}
+
+typedef struct cut_item { uint32_t chars, k; } cut_item;
+
+static int cmp_cut_item(const void *a, const void *b) {
+    const cut_item *x = a, *y = b;
+    if (x->chars != y->chars) return x->chars < y->chars ? -1 : 1;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
+/* The counter-cut lists (see ci_cons_vocab.cut_off). Byte depth of a node is
+ * recovered from its path; a token's characters below the node are counted
+ * from that depth. Size: the qualifying subtrees plus one count per
+ * character of depth (about two entries per token: 1.2 MB for Qwen3). */
+static void build_cuts(ci_cons_vocab *v) {
+    ci_cons_trie_node *nodes = v->nodes;
+    size_t nn = v->n_nodes;
+    v->cut_off = ci_malloc(nn * sizeof *v->cut_off);
+    uint32_t *depth = ci_malloc(nn * sizeof *depth);
+    uint32_t *stack = ci_malloc(((size_t)v->max_len + 2) * sizeof *stack);
+    size_t sp = 0, n_cut = 0, cap = 0;
+    depth[0] = 0;
+    for (size_t i = 1; i < nn; i++) { /* pre-order: the parent is the innermost open node */
+        while (sp > 0 && i >= nodes[stack[sp - 1]].end) sp--;
+        depth[i] = sp ? depth[stack[sp - 1]] + 1 : 1;
+        stack[sp++] = (uint32_t)i;
+    }
+    free(stack);
+    for (size_t i = 0; i < nn; i++) {
+        const ci_cons_trie_node *nd = &nodes[i];
+        uint32_t lo = nd->tok_lo + nd->n_here, hi = nd->tok_hi;
+        v->cut_off[i] = UINT32_MAX;
+        if (i == 0 || !nd->utf8_below || hi - lo < CI_CONS_CUT_MIN || nd->chars_below == 255) continue;
+        cap += nd->chars_below + 1u + (hi - lo);
+    }
+    v->cut = ci_malloc((cap + 1) * sizeof *v->cut);
+    cut_item *items = ci_malloc((v->n_order + 1) * sizeof *items);
+    for (size_t i = 1; i < nn; i++) {
+        const ci_cons_trie_node *nd = &nodes[i];
+        uint32_t lo = nd->tok_lo + nd->n_here, hi = nd->tok_hi;
+        if (!nd->utf8_below || hi - lo < CI_CONS_CUT_MIN || nd->chars_below == 255) continue;
+        uint32_t n = hi - lo, cb = nd->chars_below;
+        for (uint32_t k = 0; k < n; k++) {
+            int32_t t = v->order[lo + k];
+            items[k] = (cut_item){count_chars(v->bytes + v->off[t] + depth[i], v->len[t] - depth[i]), lo + k};
+        }
+        qsort(items, n, sizeof *items, cmp_cut_item);
+        v->cut_off[i] = (uint32_t)n_cut;
+        uint32_t *cnt = v->cut + n_cut, *ids = cnt + cb + 1;
+        uint32_t k = 0;
+        for (uint32_t r = 0; r <= cb; r++) {
+            while (k < n && items[k].chars <= r) k++;
+            cnt[r] = k;
+        }
+        for (k = 0; k < n; k++) ids[k] = (uint32_t)v->order[items[k].k];
+        n_cut += cb + 1u + n;
+    }
+    v->n_cut = n_cut;
+    free(items);
+    free(depth);
+}
+
+/* Ready masks of the large subtrees (see ci_cons_vocab.bits_off). Bounded:
+ * a node qualifies only with CI_CONS_BITS_MIN tokens below it, so there are
+ * at most depth * n_order / CI_CONS_BITS_MIN of them (49 masks, 0.9 MB for
+ * Qwen3), and never more than CI_CONS_BITS_MAX_BYTES in all (the first in
+ * pre-order; the others are marked token by token). */
+static void build_bits(ci_cons_vocab *v) {
+    size_t words = (v->n_tokens + 31) / 32, n = 0, max_n = CI_CONS_BITS_MAX_BYTES / (words * sizeof *v->bits);
+    v->bits_off = ci_malloc(v->n_nodes * sizeof *v->bits_off);
+    for (size_t i = 1; i < v->n_nodes && n < max_n; i++) {
+        const ci_cons_trie_node *nd = &v->nodes[i];
+        if (nd->tok_hi - (nd->tok_lo + nd->n_here) >= CI_CONS_BITS_MIN) n++;
+    }
+    v->bits = ci_calloc(n * words + 1, sizeof *v->bits);
+    v->n_bits_masks = n;
+    n = 0;
+    v->bits_off[0] = UINT32_MAX;
+    for (size_t i = 1; i < v->n_nodes; i++) {
+        const ci_cons_trie_node *nd = &v->nodes[i];
+        uint32_t lo = nd->tok_lo + nd->n_here, hi = nd->tok_hi;
+        v->bits_off[i] = UINT32_MAX;
+        if (hi - lo < CI_CONS_BITS_MIN || n == v->n_bits_masks) continue;
+        uint32_t *b = v->bits + n * words;
+        for (uint32_t k = lo; k < hi; k++) b[(uint32_t)v->order[k] >> 5] |= 1u << ((uint32_t)v->order[k] & 31);
+        v->bits_off[i] = (uint32_t)(n * words);
+        n++;
+    }
+}
 
 static void build_trie(ci_cons_vocab *v) {
     int32_t *ord = ci_malloc((v->n_tokens + 1) * sizeof *ord);
@@ -110,6 +210,7 @@ static void build_trie(ci_cons_vocab *v) {
     nodes[0].end = (uint32_t)nn;
     nodes[nn].tok_lo = (uint32_t)n; /* sentinel so nodes[end].tok_lo works for every node */
     nodes[nn].end = (uint32_t)nn + 1;
+    for (size_t i = 0; i <= nn; i++) nodes[i].tok_hi = i < nn ? nodes[nodes[i].end].tok_lo : (uint32_t)n;
     /* Deduplicate the below sets (leaves share the empty set). */
     size_t cap = 1;
     while (cap < nn * 2) cap <<= 1;
@@ -136,6 +237,8 @@ static void build_trie(ci_cons_vocab *v) {
     v->n_below_sets = nu;
     v->nodes = nodes;
     v->n_nodes = nn;
+    build_cuts(v);
+    build_bits(v);
 }
 
 ci_cons_vocab *ci_cons_vocab_new(const ci_cons_vocab_desc *d, cinfer_error *err) {
@@ -209,7 +312,7 @@ ci_cons_vocab *ci_cons_vocab_from_tokenizer(const cinfer_tokenizer *tok, const i
 void ci_cons_vocab_free(ci_cons_vocab *v) {
     if (!v) return;
     free(v->excluded), free(v->is_eos), free(v->eos), free(v->bytes), free(v->off), free(v->len);
-    free(v->nodes), free(v->order), free(v->below_sets);
+    free(v->nodes), free(v->order), free(v->below_sets), free(v->cut_off), free(v->cut), free(v->bits_off), free(v->bits);
     free(v);
 }
 

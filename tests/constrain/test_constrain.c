@@ -427,8 +427,14 @@ static void test_exactness(const ci_cons_vocab *v, cinfer_tokenizer *tok) {
     free(mask);
 }
 
-/* The trie walk with its whole-subtree shortcuts must agree with feeding
- * each token's bytes one at a time (accept + rollback), at random states. */
+/* The trie walk with its shortcuts (whole subtrees accepted through the
+ * dominant successor or character by character, counter cuts from the
+ * per-node lists sorted by character count, ready masks of large subtrees)
+ * must agree with feeding each token's bytes one at a time (accept +
+ * rollback: the memoised transitions only), at random states of many
+ * grammars. The cases put counters near their bounds over ASCII, multi-byte
+ * and mixed characters, nested counters, and counters whose next character
+ * is also a counter character (the cut must not apply there). */
 static void test_mask_vs_bruteforce(const ci_cons_vocab *v) {
     static const struct { ci_cons_kind kind; const char *src; } cases[] = {
         {CI_CONS_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\"},\"t\":{\"type\":\"string\",\"maxLength\":5},"
@@ -436,6 +442,18 @@ static void test_mask_vs_bruteforce(const ci_cons_vocab *v) {
         {CI_CONS_REGEX, "[a-z]{1,12}( [A-Z][^ ]{0,5}){1,3}"},
         {CI_CONS_GBNF, "root ::= [^\"]* \"\\\"\" [0-9]+"},
         {CI_CONS_JSON_SCHEMA, "{\"type\":\"string\",\"minLength\":2,\"maxLength\":7}"},
+        {CI_CONS_REGEX, "[^\"]{0,9}"},
+        {CI_CONS_REGEX, "([A-Z][a-z]{1,12} ){2,20}[0-9]{3}-[0-9]{4}"},
+        {CI_CONS_REGEX, "[a-z]{0,3}[a-z0-9]{2,4}\\.[0-9]{1,3}"},
+        {CI_CONS_REGEX, "([\\u0100-\\uffff]|[0-9]){0,4}x?"},
+        {CI_CONS_REGEX, "[\\u00e0-\\u00ff\\u4e00-\\u9fff a-z]{1,6}!"},
+        {CI_CONS_GBNF, "root ::= stmt (\"\\n\" stmt){0,20}\nstmt ::= ident \" = \" expr\nexpr ::= term ((\" + \" | \" * \") term)*\n"
+                       "term ::= ident | [0-9]{1,6} | \"(\" expr \")\" | \"[\" expr (\", \" expr)* \"]\"\nident ::= [a-z_] [a-z0-9_]{0,15}\n"},
+        {CI_CONS_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":3},"
+                              "\"b\":{\"type\":\"integer\",\"minimum\":-50,\"maximum\":5000},\"c\":{\"type\":\"string\",\"format\":\"date\"},"
+                              "\"d\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":8},\"maxItems\":4},"
+                              "\"e\":{\"type\":[\"string\",\"null\"],\"maxLength\":12}},\"required\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}"},
+        {CI_CONS_JSON_OBJECT, ""},
     };
     size_t words = ci_cons_mask_words(v);
     uint32_t *mask = ci_calloc(words, sizeof *mask);
@@ -443,31 +461,40 @@ static void test_mask_vs_bruteforce(const ci_cons_vocab *v) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         ci_cons_grammar *g = must_compile(v, cases[c].kind, cases[c].src);
         if (!g) continue;
-        ci_cons_matcher *m = ci_cons_matcher_new(g);
-        rng_state = 99 + c;
-        for (int step = 0; step < 8; step++) {
-            if (ci_cons_fill_mask(m, mask, &err) != 0) break;
-            size_t bad = 0;
-            for (size_t i = 0; i < v->n_tokens; i++) {
-                if (v->excluded[i] || v->is_eos[i] || v->len[i] == 0) {
-                    if (!v->is_eos[i] && bit(mask, (int32_t)i)) bad++;
-                    continue;
-                }
-                bool ok = ci_cons_accept_bytes(m, v->bytes + v->off[i], v->len[i]);
-                if (ok) ci_cons_rollback(m, 1, &err);
-                if (ok != bit(mask, (int32_t)i)) bad++;
-            }
-            CHECK(bad == 0, "case %zu step %d: %zu tokens differ from byte-by-byte matching", c, step, bad);
+        /* three walks per grammar; half the picks prefer 1-2 byte tokens so
+         * that counters stop at every distance from their bounds */
+        for (int walk = 0; walk < 3; walk++) {
+            ci_cons_matcher *m = ci_cons_matcher_new(g);
+            rng_state = 99 + c * 7 + (uint64_t)walk;
             size_t n_ok = 0;
-            for (size_t w = 0; w < words; w++) n_ok += (size_t)__builtin_popcount(mask[w]);
-            fprintf(stderr, "  mask vs byte-by-byte: case %zu step %d: %zu allowed, %zu differ\n", c, step, n_ok, bad);
-            int32_t id;
-            int tries = 0;
-            do id = (int32_t)(rng_next() % v->n_tokens);
-            while ((!bit(mask, id) || v->is_eos[id]) && ++tries < 10000000);
-            if (!bit(mask, id) || v->is_eos[id] || !ci_cons_accept_token(m, id)) break;
+            int step;
+            for (step = 0; step < 8; step++) {
+                if (ci_cons_fill_mask(m, mask, &err) != 0) break;
+                size_t bad = 0;
+                for (size_t i = 0; i < v->n_tokens; i++) {
+                    if (v->excluded[i] || v->is_eos[i] || v->len[i] == 0) {
+                        if (!v->is_eos[i] && bit(mask, (int32_t)i)) bad++;
+                        continue;
+                    }
+                    bool ok = ci_cons_accept_bytes(m, v->bytes + v->off[i], v->len[i]);
+                    if (ok) ci_cons_rollback(m, 1, &err);
+                    if (ok != bit(mask, (int32_t)i)) bad++;
+                }
+                CHECK(bad == 0, "case %zu walk %d step %d: %zu tokens differ from byte-by-byte matching", c, walk, step, bad);
+                for (size_t w = 0; w < words; w++) n_ok += (size_t)__builtin_popcount(mask[w]);
+                bool short_pick = rng_next() % 2 == 0;
+                int32_t id = -1;
+                for (int tries = 0; tries < 4000000; tries++) {
+                    int32_t k = (int32_t)(rng_next() % v->n_tokens);
+                    if (!bit(mask, k) || v->is_eos[k]) continue;
+                    id = k;
+                    if (!short_pick || v->len[k] <= 2 || tries > 2000000) break;
+                }
+                if (id < 0 || !ci_cons_accept_token(m, id)) break;
+            }
+            fprintf(stderr, "  mask vs byte-by-byte: case %zu walk %d: %d states, %zu allowed in all\n", c, walk, step, n_ok);
+            ci_cons_matcher_free(m);
         }
-        ci_cons_matcher_free(m);
         ci_cons_grammar_unref(g);
     }
     free(mask);
