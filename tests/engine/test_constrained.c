@@ -20,7 +20,9 @@
  *      min_tokens; stop ids; allowed_token_ids; bad_words — against the
  *      unrestricted run of the same request where one exists;
  *  (f) eight constrained requests decoding in one batch validate and give
- *      the tokens each gives alone (seeded: batch invariance).
+ *      the tokens each gives alone (seeded: batch invariance) and under
+ *      preemption (a KV pool too small for all: recompute never feeds a
+ *      matcher twice).
  * usage: test_constrained MODEL_DIR OUT.jsonl
  */
 #include "engine/engine_internal.h"
@@ -409,7 +411,23 @@ static void test_batch(cinfer_model *m) {
     }
     for (int i = 0; i < NB; i++) CHECK(gs[i] && ci_sched_submit(m->sched, prompt_a, 12, &ps[i], collect, &together[i], NULL) > 0);
     run_all(m->sched, together, NB);
+    /* under preemption (a pool for one full sequence): recomputed sequences
+     * neither resample nor feed their matchers twice, so the tokens stay */
+    ci_sched_options small = {.max_num_seqs = NB, .max_batch_tokens = 64, .max_model_len = 176, .block_size = 16,
+                              .n_kv_blocks = 11, .kv_dtype = CI_KV_F16, .disable_prefix_caching = true, .n_threads = 2};
+    ci_scheduler *tight = ci_sched_new(&m->ck.model, &small, NULL);
+    CHECK(tight != NULL);
+    collected crowded[NB];
+    memset(crowded, 0, sizeof crowded);
+    for (int i = 0; tight && i < NB; i++) CHECK(gs[i] && ci_sched_submit(tight, prompt_a, 12, &ps[i], collect, &crowded[i], NULL) > 0);
+    if (tight) run_all(tight, crowded, NB);
+    ci_sched_stats st = {0};
+    if (tight) ci_sched_get_stats(tight, &st);
+    CHECK_MSG(st.preemptions > 0, "no preemption (%llu)", (unsigned long long)st.preemptions);
+    ci_sched_free(tight);
     for (int i = 0; i < NB; i++) {
+        CHECK_MSG(same_tokens(&crowded[i], &together[i]) && crowded[i].finish == together[i].finish,
+                  "request %d: tokens differ under preemption", i);
         alone[i] = run_one(m, prompt_a, 12, &ps[i]);
         CHECK_MSG(same_tokens(&alone[i], &together[i]), "request %d: batched tokens differ from alone", i);
         char label[64];
