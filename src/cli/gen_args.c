@@ -1,7 +1,6 @@
 /* gen_args.c — see gen_args.h. */
 #include "gen_args.h"
 #include "commands.h"
-#include "util/util.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -113,10 +112,8 @@ int constraint_args_parse(gen_args *a, const char *cmd, int argc, char **argv, i
         a->gen.constraint_len = strlen(v);
         return 1;
     }
-    cinfer_error err = {0};
     size_t len = 0;
-    if (!(a->constraint_file = ci_read_file(v, 1 << 20, &len, &err)))
-        return cli_usage_error(cmd, "%s %s: %s", opt, v, err.message);
+    if (!(a->constraint_file = cli_read_input(cmd, v, 1 << 20, &len))) return 2; /* the reason is printed */
     if (len == 0) return cli_usage_error(cmd, "%s %s: the file is empty", opt, v);
     a->gen.constraint_source = a->constraint_file;
     a->gen.constraint_len = len;

@@ -340,7 +340,8 @@ static int request_controls(cinfer_model *m, const int32_t *ids, int n_ids, cons
     rp->constraint = c->grammar;
     /* thinking first: the constraint starts after the close sequence */
     rp->thinking_open = ci_prompt_opens_thinking(m->tok, ids, n_ids);
-    rp->think_start_id = o->enable_thinking == 0 ? -1 : m->think_start;
+    /* a chat with thinking on may open <think> at the first position; a raw prompt may not */
+    rp->think_start_id = o->raw || o->enable_thinking == 0 ? -1 : m->think_start;
     rp->think_end_id = m->think_end;
     rp->forced_close = m->think_close;
     rp->n_forced_close = m->n_think_close;

@@ -122,6 +122,8 @@ static void choice_params(const server *s, const srv_gen_request *g, const srv_p
         rp->forced_close = s->think_close;
         rp->n_forced_close = s->n_think_close;
     }
+    /* without thinking (raw completions) the model may not open <think> under a constraint */
+    if (g->constraint && !g->parse_thinking) rp->think_start_id = -1;
     /* the answer opens with the call: after the thinking, if any */
     rp->forced_prefix = g->forced_prefix;
     rp->n_forced_prefix = g->n_forced_prefix;
