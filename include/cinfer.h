@@ -201,6 +201,17 @@ typedef struct cinfer_message {
 typedef bool (*cinfer_delta_fn)(void *user, const char *thinking, size_t thinking_len, const char *content,
                                 size_t content_len);
 
+/* Structured output: what the answer (after any thinking) must be
+ * (docs/STRUCTURED_OUTPUT.md). */
+typedef enum cinfer_constraint_kind {
+    CINFER_CONSTRAINT_NONE = 0,
+    CINFER_CONSTRAINT_JSON_SCHEMA, /* source: a JSON Schema document */
+    CINFER_CONSTRAINT_JSON_OBJECT, /* any JSON object; source ignored */
+    CINFER_CONSTRAINT_REGEX,       /* source: a JavaScript regex, full match */
+    CINFER_CONSTRAINT_CHOICE,      /* source: a JSON array of strings */
+    CINFER_CONSTRAINT_GBNF,        /* source: a llama.cpp GBNF grammar (start rule root) */
+} cinfer_constraint_kind;
+
 /* Generation options. cinfer_gen_options_init() sets "unset" markers; unset
  * sampling values come from the model's generation_config.json (greedy when
  * it has none). */
@@ -220,6 +231,22 @@ typedef struct cinfer_gen_options {
     int n_stop;
     int top_logprobs;         /* 0..20: record the most likely tokens per step */
     bool raw;                 /* cinfer_generate only: the prompt is used without the chat template */
+    /* Local models only (a remote model refuses them): */
+    cinfer_constraint_kind constraint; /* with thinking, the constraint starts after </think> */
+    const char *constraint_source;
+    size_t constraint_len;             /* 0: strlen(constraint_source) */
+    const int32_t *logit_bias_ids;     /* OpenAI logit_bias: bias[i] (-100..100) added to */
+    const float *logit_bias;           /* the logit of logit_bias_ids[i] before sampling */
+    int n_logit_bias;
+    const int32_t *stop_token_ids;     /* more ids that end generation (the id is not text) */
+    int n_stop_token_ids;
+    int min_tokens;                    /* end ids and stop_token_ids banned before this many tokens */
+    bool ignore_eos;                   /* the model's end ids do not stop generation */
+    const int32_t *bad_words;          /* banned token sequences, concatenated, */
+    const int32_t *bad_word_lens;      /* each bad_word_lens[i] >= 1 long */
+    int n_bad_words;
+    const int32_t *allowed_token_ids;  /* n > 0: only these are sampled */
+    int n_allowed_token_ids;
     /* Remote models only (a local model ignores them): */
     const char *tools_json;   /* OpenAI "tools" array as JSON text, or NULL */
     const char *extra_json;   /* JSON object text merged into the request body as is

@@ -26,6 +26,7 @@ static void usage(FILE *out) {
             "options:\n"
             "  -p, --prompt TEXT     the user message (or the raw prompt with --raw)\n");
     gen_args_help(out);
+    constraint_args_help(out);
     remote_args_help(out);
     fprintf(out,
             "  --raw                 feed TEXT to the model without the chat template\n"
@@ -105,25 +106,25 @@ static json_t *result_json(const cinfer_model *m, const cinfer_result *r) {
     return o;
 }
 
-int cmd_run(int argc, char **argv) {
+/* The command; the caller owns (and frees) the parsed flags in *ga. */
+static int run(gen_args *ga, int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL;
     bool json = false, stats = false;
     long top_logprobs = 0;
-    gen_args ga;
-    gen_args_init(&ga);
     cinfer_remote_options ro;
     cinfer_remote_options_init(&ro);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) return usage(stdout), 0;
-        int g = gen_args_parse(&ga, "run", argc, argv, &i);
+        int g = gen_args_parse(ga, "run", argc, argv, &i);
+        if (g == 0) g = constraint_args_parse(ga, "run", argc, argv, &i);
         if (g == 0) g = remote_args_parse(&ro, "run", argc, argv, &i);
         if (g == 2) return 2;
         if (g == 1) continue;
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(prompt = cli_option_value("run", argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--raw")) {
-            ga.gen.raw = true;
+            ga->gen.raw = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "--stats")) {
@@ -144,24 +145,24 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!model_path == !ro.base_url) return cli_usage_error("run", "give either MODEL or --remote URL");
-    if (ro.base_url && (ga.gen.raw || top_logprobs))
+    if (ro.base_url && (ga->gen.raw || top_logprobs))
         return cli_usage_error("run", "--raw and --top-logprobs need a local model");
     if (!prompt) return cli_usage_error("run", "-p TEXT is required");
     if (top_logprobs && !json) return cli_usage_error("run", "--top-logprobs needs --json");
 
-    cinfer_model *m = cli_open_model("run", model_path, &ro, &ga, &interrupted);
+    cinfer_model *m = cli_open_model("run", model_path, &ro, ga, &interrupted);
     if (!m) return 1;
     cinfer_error err = {0};
     stream_state ss = {.tty = isatty(STDOUT_FILENO)};
-    ga.gen.top_logprobs = (int)top_logprobs;
+    ga->gen.top_logprobs = (int)top_logprobs;
     if (!json) {
-        ga.gen.on_delta = print_delta;
-        ga.gen.user = &ss;
+        ga->gen.on_delta = print_delta;
+        ga->gen.user = &ss;
     }
     signal(SIGINT, on_sigint);
     cinfer_result r;
-    int rc = ga.gen.raw ? cinfer_generate(m, prompt, &ga.gen, &r, &err)
-                        : cinfer_chat(m, NULL, 0, ga.system, prompt, &ga.gen, &r, &err);
+    int rc = ga->gen.raw ? cinfer_generate(m, prompt, &ga->gen, &r, &err)
+                         : cinfer_chat(m, NULL, 0, ga->system, prompt, &ga->gen, &r, &err);
     signal(SIGINT, SIG_DFL);
     if (rc != CINFER_OK) {
         fprintf(stderr, "cinfer run: %s\n", err.message);
@@ -190,4 +191,12 @@ int cmd_run(int argc, char **argv) {
     cinfer_result_free(&r);
     cinfer_model_free(m);
     return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    gen_args ga;
+    gen_args_init(&ga);
+    int rc = run(&ga, argc, argv);
+    gen_args_free(&ga);
+    return rc;
 }

@@ -85,6 +85,46 @@ int gen_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i) 
     return bad ? 2 : 1;
 }
 
+void constraint_args_help(FILE *out) {
+    fprintf(out,
+            "  --json-schema FILE    the answer is JSON valid against this JSON Schema\n"
+            "  --regex RE            the answer matches RE (JavaScript syntax, whole answer)\n"
+            "  --grammar FILE        the answer follows this GBNF grammar (llama.cpp syntax, rule root)\n"
+            "  --choice JSON         the answer is one of these strings, e.g. '[\"yes\",\"no\"]'\n"
+            "                        (with thinking, the constraint starts after </think>)\n");
+}
+
+int constraint_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i) {
+    const char *opt = argv[*i];
+    static const char *const opts[] = {"--json-schema", "--regex", "--grammar", "--choice", NULL};
+    static const cinfer_constraint_kind kinds[] = {CINFER_CONSTRAINT_JSON_SCHEMA, CINFER_CONSTRAINT_REGEX,
+                                                   CINFER_CONSTRAINT_GBNF, CINFER_CONSTRAINT_CHOICE};
+    int k = 0;
+    while (opts[k] && strcmp(opt, opts[k])) k++;
+    if (!opts[k]) return 0;
+    const char *v = cli_option_value(cmd, argc, argv, i);
+    if (!v) return 2;
+    if (a->gen.constraint != CINFER_CONSTRAINT_NONE)
+        return cli_usage_error(cmd, "give one of --json-schema, --regex, --grammar, --choice");
+    a->gen.constraint = kinds[k];
+    if (kinds[k] == CINFER_CONSTRAINT_REGEX || kinds[k] == CINFER_CONSTRAINT_CHOICE) {
+        a->gen.constraint_source = v;
+        a->gen.constraint_len = strlen(v);
+        return 1;
+    }
+    size_t len = 0;
+    if (!(a->constraint_file = cli_read_input(cmd, v, 1 << 20, &len))) return 2; /* the reason is printed */
+    if (len == 0) return cli_usage_error(cmd, "%s %s: the file is empty", opt, v);
+    a->gen.constraint_source = a->constraint_file;
+    a->gen.constraint_len = len;
+    return 1;
+}
+
+void gen_args_free(gen_args *a) {
+    free(a->constraint_file);
+    a->constraint_file = NULL;
+}
+
 void remote_args_help(FILE *out) {
     fprintf(out,
             "  --remote URL          base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1\n"

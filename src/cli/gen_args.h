@@ -18,6 +18,7 @@ typedef struct gen_args {
     const char *system;
     int n_threads;
     int ctx_size;
+    char *constraint_file;    /* the text of --json-schema / --grammar FILE (owned) */
 } gen_args;
 
 void gen_args_init(gen_args *a);
@@ -26,6 +27,11 @@ void gen_args_init(gen_args *a);
 int gen_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i);
 /* Prints the help lines of these options (defaults from CINFER_DEFAULTS). */
 void gen_args_help(FILE *out);
+/* Structured output (`cinfer run`): --json-schema FILE | --regex RE |
+ * --grammar FILE | --choice JSON; same return convention. */
+int constraint_args_parse(gen_args *a, const char *cmd, int argc, char **argv, int *i);
+void constraint_args_help(FILE *out);
+void gen_args_free(gen_args *a);
 
 /* Flags that select and configure a remote OpenAI-compatible endpoint:
  * --remote URL, --model NAME, --api-key-env VAR, --ca-bundle FILE,

@@ -178,6 +178,8 @@ void ci_cons_grammar_stats(const ci_cons_grammar *g, size_t *n_rules, size_t *n_
     if (n_positions) *n_positions = g->n_pos;
 }
 
+const ci_cons_vocab *ci_cons_grammar_vocab(const ci_cons_grammar *g) { return g->vocab; }
+
 /* ------------------------------------------------------------------ cache */
 
 typedef struct cache_entry {

@@ -102,6 +102,8 @@ ci_cons_grammar *ci_cons_grammar_ref(ci_cons_grammar *g);
 void ci_cons_grammar_unref(ci_cons_grammar *g);
 /* Counts for diagnostics: rules and positions of the compiled automaton. */
 void ci_cons_grammar_stats(const ci_cons_grammar *g, size_t *n_rules, size_t *n_positions);
+/* The vocabulary it was compiled against (its masks have that many bits). */
+const ci_cons_vocab *ci_cons_grammar_vocab(const ci_cons_grammar *g);
 
 /* ------------------------------------------------------------------ cache */
 

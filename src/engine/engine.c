@@ -7,6 +7,10 @@
  * thinking/content, stop strings) → result and streamed deltas. The
  * synchronous calls here drive the scheduler from the calling thread; the
  * server drives the same scheduler from its own loop.
+ *
+ * Structured output: one constraint vocabulary (built on first use) and one
+ * cache of compiled grammars per model; each generation takes a grammar
+ * reference for its request, the scheduler a matcher per sequence.
  */
 #include "cinfer.h"
 #include "client/remote.h"
@@ -97,14 +101,50 @@ static int load_tokenizer_and_template(cinfer_model *m, const char *path, cinfer
     return rc;
 }
 
+/* The thinking markers and the close sequence the scheduler forces (and
+ * after which a constraint starts), as the Qwen3 template writes it. */
+static void load_thinking_ids(cinfer_model *m) {
+    m->think_start = m->think_end = -1;
+    cinfer_tokenizer_thinking_ids(m->tok, &m->think_start, &m->think_end);
+    if (m->think_end < 0) return;
+    static const char close_text[] = "\n\n</think>\n\n";
+    int32_t *ids = NULL;
+    long n = cinfer_tokenize(m->tok, close_text, sizeof close_text - 1, 0, &ids, NULL);
+    if (n > 0 && n <= CI_MODEL_MAX_CLOSE_IDS) {
+        memcpy(m->think_close, ids, (size_t)n * sizeof *ids);
+        m->n_think_close = (int)n;
+    }
+    free(ids);
+}
+
+ci_cons_grammar *ci_model_constraint(cinfer_model *m, ci_cons_kind kind, const char *src, size_t len,
+                                     cinfer_error *err) {
+    if (m->remote) {
+        ci_error(err, CINFER_ERR_INVALID, "structured output needs a local model");
+        return NULL;
+    }
+    pthread_mutex_lock(&m->cons_lock);
+    if (!m->cons_vocab) {
+        m->cons_vocab = ci_cons_vocab_from_tokenizer(m->tok, m->stop_ids, (size_t)m->n_stop_ids, err);
+        if (m->cons_vocab) m->cons_cache = ci_cons_cache_new(m->cons_vocab, CI_MODEL_CONSTRAINT_CACHE);
+    }
+    ci_cons_cache *cache = m->cons_cache;
+    pthread_mutex_unlock(&m->cons_lock);
+    if (!cache) return NULL;
+    ci_cons_options opts = ci_cons_default_options();
+    return ci_cons_cache_get(cache, kind, src ? src : "", src ? len : 0, &opts, err);
+}
+
 cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *opts, cinfer_error *err) {
     cinfer_model_options o;
     if (opts) o = *opts;
     else cinfer_model_options_init(&o);
 
     cinfer_model *m = ci_calloc(1, sizeof *m);
+    pthread_mutex_init(&m->cons_lock, NULL);
     bool bar = o.show_progress && isatty(STDERR_FILENO);
     if (qwen3_checkpoint_open(path, &m->ck, bar ? progress_bar : NULL, NULL, err) != CINFER_OK) {
+        pthread_mutex_destroy(&m->cons_lock);
         free(m);
         return NULL;
     }
@@ -118,6 +158,7 @@ cinfer_model *cinfer_model_load(const char *path, const cinfer_model_options *op
     for (int i = 0; i < m->ck.config.n_eos; i++) add_stop_id(m, m->ck.config.eos_token_ids[i]);
     if (m->eos_token) add_stop_id(m, cinfer_tokenizer_token_id(m->tok, m->eos_token));
     m->defaults = defaults_from_generation_config(&m->ck);
+    load_thinking_ids(m);
 
     const int cap = CINFER_DEFAULTS.model.max_model_len;
     int max_len = o.max_model_len > 0 ? o.max_model_len : (hp->max_positions < cap ? hp->max_positions : cap);
@@ -163,6 +204,7 @@ cinfer_model *cinfer_model_open_remote(const cinfer_remote_options *o, cinfer_er
     if (!r) return NULL;
     cinfer_model *m = ci_calloc(1, sizeof *m);
     m->remote = r;
+    pthread_mutex_init(&m->cons_lock, NULL);
     snprintf(m->description, sizeof m->description, "remote OpenAI-compatible endpoint");
     return m;
 }
@@ -171,6 +213,9 @@ void cinfer_model_free(cinfer_model *m) {
     if (!m) return;
     if (m->remote) ci_remote_close(m->remote);
     ci_sched_free(m->sched);
+    ci_cons_cache_free(m->cons_cache); /* the scheduler's matchers went first */
+    ci_cons_vocab_free(m->cons_vocab);
+    pthread_mutex_destroy(&m->cons_lock);
     cinfer_template_free(m->tpl);
     cinfer_tokenizer_free(m->tok);
     free(m->bos_token);
@@ -197,6 +242,7 @@ void cinfer_result_free(cinfer_result *r) {
 typedef struct run_state {
     cinfer_model *m;
     const cinfer_gen_options *o;
+    const ci_request_params *rp;
     ci_output *out;
     ci_buf thinking_delta, content_delta;
     int32_t *tokens;
@@ -233,7 +279,10 @@ static bool on_token(void *user, const ci_token_event *ev) {
             r->tops[(size_t)r->n_tokens * (size_t)r->n_top + (size_t)k] =
                 k < ev->n_top ? (cinfer_top_logprob){ev->top_ids[k], ev->top_logprobs[k]} : (cinfer_top_logprob){-1, -INFINITY};
         r->tokens[r->n_tokens++] = ev->token;
-        bool is_stop_token = ev->finish == CI_FINISH_STOP; /* the stop id itself is not text */
+        /* a stop id itself is not text (a constraint's last token, also finishing with STOP, is) */
+        bool is_stop_token = false;
+        for (int i = 0; ev->finish == CI_FINISH_STOP && i < r->rp->n_stop_ids; i++)
+            is_stop_token |= r->rp->stop_ids[i] == ev->token;
         if (!is_stop_token && ci_output_push(r->out, ev->token, &r->thinking_delta, &r->content_delta)) stop = true;
         if (!deliver(r)) r->user_stopped = stop = true;
     }
@@ -245,13 +294,68 @@ static bool on_token(void *user, const ci_token_event *ev) {
     return stop;
 }
 
+/* What a request's params point to, owned by the run. */
+typedef struct run_controls {
+    ci_logit_bias *bias;
+    int32_t stop_ids[CI_MODEL_MAX_STOP_IDS + 64];
+    ci_cons_grammar *grammar;
+} run_controls;
+
+static void run_controls_free(run_controls *c) {
+    free(c->bias);
+    ci_cons_grammar_unref(c->grammar);
+}
+
+/* The sampling controls and the constraint of the options into rp (the
+ * scheduler checks the ids against the vocabulary). */
+static int request_controls(cinfer_model *m, const int32_t *ids, int n_ids, const cinfer_gen_options *o,
+                            ci_request_params *rp, run_controls *c, cinfer_error *err) {
+    if (o->n_stop_token_ids < 0 || o->n_stop_token_ids > 64 || (o->n_stop_token_ids > 0 && !o->stop_token_ids))
+        return ci_error(err, CINFER_ERR_INVALID, "stop_token_ids: at most 64 ids");
+    int n_stop = o->ignore_eos ? 0 : m->n_stop_ids;
+    memcpy(c->stop_ids, m->stop_ids, (size_t)n_stop * sizeof *c->stop_ids);
+    for (int i = 0; i < o->n_stop_token_ids; i++) c->stop_ids[n_stop++] = o->stop_token_ids[i];
+    rp->stop_ids = c->stop_ids;
+    rp->n_stop_ids = n_stop;
+    if (o->n_logit_bias < 0 || o->n_logit_bias > CI_MAX_CONTROL_IDS || (o->n_logit_bias > 0 && (!o->logit_bias_ids || !o->logit_bias)))
+        return ci_error(err, CINFER_ERR_INVALID, "logit_bias: at most %d entries, with ids and biases", CI_MAX_CONTROL_IDS);
+    if (o->n_logit_bias > 0) c->bias = ci_malloc((size_t)o->n_logit_bias * sizeof *c->bias);
+    for (int i = 0; i < o->n_logit_bias; i++) c->bias[i] = (ci_logit_bias){o->logit_bias_ids[i], o->logit_bias[i]};
+    rp->logit_bias = c->bias;
+    rp->n_logit_bias = o->n_logit_bias;
+    rp->min_tokens = o->min_tokens;
+    rp->bad_words = o->bad_words;
+    rp->bad_word_lens = o->bad_word_lens;
+    rp->n_bad_words = o->n_bad_words;
+    rp->allowed_ids = o->allowed_token_ids;
+    rp->n_allowed_ids = o->n_allowed_token_ids;
+    if (o->constraint == CINFER_CONSTRAINT_NONE) return CINFER_OK;
+    if (o->constraint < CINFER_CONSTRAINT_JSON_SCHEMA || o->constraint > CINFER_CONSTRAINT_GBNF)
+        return ci_error(err, CINFER_ERR_INVALID, "unknown constraint kind %d", (int)o->constraint);
+    const char *src = o->constraint_source ? o->constraint_source : "";
+    size_t len = o->constraint_len ? o->constraint_len : strlen(src);
+    /* the kinds are numbered alike (cinfer.h, constrain.h) */
+    if (!(c->grammar = ci_model_constraint(m, (ci_cons_kind)o->constraint, src, len, err)))
+        return err ? err->code : CINFER_ERR_FORMAT;
+    rp->constraint = c->grammar;
+    /* thinking first: the constraint starts after the close sequence */
+    rp->thinking_open = ci_prompt_opens_thinking(m->tok, ids, n_ids);
+    /* a chat with thinking on may open <think> at the first position; a raw prompt may not */
+    rp->think_start_id = o->raw || o->enable_thinking == 0 ? -1 : m->think_start;
+    rp->think_end_id = m->think_end;
+    rp->forced_close = m->think_close;
+    rp->n_forced_close = m->n_think_close;
+    return CINFER_OK;
+}
+
 /* The scheduler request for one generation: the model's sampling defaults
  * overridden by the options, the output room the context leaves. */
-static int request_params(const cinfer_model *m, int n_ids, const cinfer_gen_options *o, ci_request_params *rp,
-                          cinfer_error *err) {
+static int request_params(cinfer_model *m, const int32_t *ids, int n_ids, const cinfer_gen_options *o,
+                          ci_request_params *rp, run_controls *c, cinfer_error *err) {
     if (o->top_logprobs < 0 || o->top_logprobs > CI_MAX_TOP_LOGPROBS)
         return ci_error(err, CINFER_ERR_INVALID, "top_logprobs must be between 0 and %d", CI_MAX_TOP_LOGPROBS);
-    *rp = (ci_request_params){.sampling = m->defaults, .top_logprobs = o->top_logprobs};
+    *rp = (ci_request_params){.sampling = m->defaults, .top_logprobs = o->top_logprobs, .thinking_budget = -1,
+                              .think_start_id = -1, .think_end_id = -1};
     if (o->temperature >= 0) rp->sampling.temperature = o->temperature;
     if (o->top_p >= 0) rp->sampling.top_p = o->top_p;
     if (o->top_k >= 0) rp->sampling.top_k = o->top_k;
@@ -263,9 +367,7 @@ static int request_params(const cinfer_model *m, int n_ids, const cinfer_gen_opt
     rp->sampling.seed = o->seed;
     int room = m->max_model_len - n_ids;
     rp->max_new_tokens = o->max_new_tokens > 0 && o->max_new_tokens < room ? o->max_new_tokens : room;
-    rp->stop_ids = m->stop_ids;
-    rp->n_stop_ids = m->n_stop_ids;
-    return CINFER_OK;
+    return request_controls(m, ids, n_ids, o, rp, c, err);
 }
 
 /* Moves a finished run into the caller's result. */
@@ -296,10 +398,14 @@ static int run_prompt(cinfer_model *m, const int32_t *ids, int n_ids, const cinf
                       cinfer_error *err) {
     *out = (cinfer_result){0};
     ci_request_params rp;
-    if (request_params(m, n_ids, o, &rp, err) != CINFER_OK) return err ? err->code : CINFER_ERR_INVALID;
+    run_controls ctl = {0};
+    if (request_params(m, ids, n_ids, o, &rp, &ctl, err) != CINFER_OK) {
+        run_controls_free(&ctl);
+        return err ? err->code : CINFER_ERR_INVALID;
+    }
     ci_output_options oo = {.stop = o->stop, .n_stop = o->n_stop, .parse_thinking = true,
                             .thinking_open = ci_prompt_opens_thinking(m->tok, ids, n_ids)};
-    run_state r = {.m = m, .o = o, .out = ci_output_new(m->tok, &oo), .n_top = o->top_logprobs};
+    run_state r = {.m = m, .o = o, .rp = &rp, .out = ci_output_new(m->tok, &oo), .n_top = o->top_logprobs};
     r.t_start = ci_now_seconds();
     int64_t id = ci_sched_submit(m->sched, ids, n_ids, &rp, on_token, &r, err);
     int rc = id < 0 ? (int)id : CINFER_OK;
@@ -320,6 +426,7 @@ static int run_prompt(cinfer_model *m, const int32_t *ids, int n_ids, const cinf
     ci_buf_free(&r.thinking_delta);
     ci_buf_free(&r.content_delta);
     ci_output_free(r.out);
+    run_controls_free(&ctl);
     return rc;
 }
 
@@ -375,6 +482,12 @@ int cinfer_chat(cinfer_model *m, const cinfer_message *history, size_t n_history
     for (size_t i = 0; i < n_history; i++)
         json_array_append_new(messages, message_json(history[i].role, history[i].content, history[i].reasoning_content));
     if (user_input) json_array_append_new(messages, message_json("user", user_input, NULL));
+    if (m->remote && (o->constraint || o->n_logit_bias || o->n_stop_token_ids || o->min_tokens || o->ignore_eos ||
+                      o->n_bad_words || o->n_allowed_token_ids)) {
+        json_decref(messages);
+        return ci_error(err, CINFER_ERR_INVALID,
+                        "constraints and token-level sampling controls need a local model (remote: use extra_json)");
+    }
     if (m->remote) {
         int rc = ci_remote_chat(m->remote, messages, o, out, err);
         json_decref(messages);

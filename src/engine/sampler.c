@@ -154,28 +154,43 @@ static int cmp_desc(const void *a, const void *b, void *ctx) {
     return x < y ? -1 : x > y;
 }
 
-int32_t ci_sample(ci_sampler_scratch *sc, const ci_sampling_params *p, ci_rng *rng, const float *logits_in,
-                  const int32_t *prompt, int n_prompt, const int32_t *output, int n_output) {
-    int V = sc->vocab;
-    float *logits = sc->logits;
-    memcpy(logits, logits_in, (size_t)V * sizeof(float));
-    apply_penalties(sc, p, logits, prompt, n_prompt, output, n_output);
-    if (p->temperature <= 0.0f || p->top_k == 1) return argmax(logits, V);
+/* Steps 1 and 2 (see sampler.h); returns the number of allowed tokens. */
+static int apply_controls(const ci_logit_controls *ctl, float *logits, int V) {
+    if (!ctl) return V;
+    for (int i = 0; i < ctl->n_bias; i++)
+        if (ctl->bias[i].id >= 0 && ctl->bias[i].id < V) logits[ctl->bias[i].id] += ctl->bias[i].bias;
+    if (!ctl->mask) return V;
+    int allowed = 0;
+    for (int w = 0; w < (V + 31) / 32; w++) {
+        uint32_t bits = ctl->mask[w];
+        if (bits == 0xffffffffu && (w + 1) * 32 <= V) {
+            allowed += 32;
+            continue;
+        }
+        for (int b = 0; b < 32 && w * 32 + b < V; b++) {
+            if (bits >> b & 1) allowed++;
+            else logits[w * 32 + b] = -INFINITY;
+        }
+    }
+    return allowed;
+}
 
-    float inv_t = 1.0f / p->temperature;
-    for (int i = 0; i < V; i++) logits[i] *= inv_t;
-
-    /* Candidates in descending order of logit. */
+/* Candidates in descending order of logit for top_k / top_p, else every
+ * token that is not masked (order does not matter: min_p is a threshold).
+ * Returns their count. */
+static int candidates(ci_sampler_scratch *sc, const ci_sampling_params *p, float *logits) {
+    int V = sc->vocab, n;
     int32_t *ids = sc->ids;
-    int n;
     if (p->top_k > 0 && p->top_k < V) {
         n = top_k_ids(logits, V, p->top_k, ids);
+        while (n > 1 && logits[ids[n - 1]] == -INFINITY) n--; /* fewer allowed than k */
         /* transformers keeps every token equal to the k-th value. */
         float kth = logits[ids[n - 1]];
-        for (int i = 0; i < V; i++)
+        int n_top = n;
+        for (int i = 0; i < V && kth != -INFINITY; i++)
             if (logits[i] == kth) {
                 bool present = false;
-                for (int j = n - 1; j >= 0 && logits[ids[j]] == kth; j--)
+                for (int j = n_top - 1; j >= 0 && logits[ids[j]] == kth; j--)
                     if (ids[j] == i) present = true;
                 if (!present) ids[n++] = i;
             }
@@ -194,15 +209,41 @@ int32_t ci_sample(ci_sampler_scratch *sc, const ci_sampling_params *p, ci_rng *r
             qsort_r(ids, (size_t)V, sizeof *ids, cmp_desc, logits);
             n = V;
         }
-    } else { /* no top_k / top_p: order does not matter, min_p is a threshold */
-        for (int i = 0; i < V; i++) ids[i] = i;
-        n = V;
+    } else {
+        n = 0;
+        for (int i = 0; i < V; i++)
+            if (logits[i] != -INFINITY) ids[n++] = i;
     }
+    return n;
+}
+
+/* The row transformation (sampler.h's order) into sc->ids / sc->probs: the
+ * candidates, with probabilities summing to *total (not renormalised after
+ * top_p / min_p: the draw scales by the total). 0: nothing allowed; -1:
+ * greedy, sc->ids[0] is the token. */
+static int distribution(ci_sampler_scratch *sc, const ci_sampling_params *p, const ci_logit_controls *ctl,
+                        const float *logits_in, const int32_t *prompt, int n_prompt, const int32_t *output,
+                        int n_output, double *total_out) {
+    int V = sc->vocab;
+    float *logits = sc->logits;
+    int32_t *ids = sc->ids;
+    float *probs = sc->probs;
+    memcpy(logits, logits_in, (size_t)V * sizeof(float));
+    if (apply_controls(ctl, logits, V) == 0) return 0;
+    apply_penalties(sc, p, logits, prompt, n_prompt, output, n_output);
+    if (p->temperature <= 0.0f || p->top_k == 1) {
+        ids[0] = argmax(logits, V);
+        probs[0] = 1.0f;
+        *total_out = 1;
+        return -1;
+    }
+    float inv_t = 1.0f / p->temperature;
+    for (int i = 0; i < V; i++) logits[i] *= inv_t;
+    int n = candidates(sc, p, logits);
 
     /* Softmax over the candidates (tokens outside are at -inf). */
     float maxl = -FLT_MAX;
     for (int i = 0; i < n; i++) maxl = fmaxf(maxl, logits[ids[i]]);
-    float *probs = sc->probs;
     double sum = 0;
     for (int i = 0; i < n; i++) sum += (probs[i] = expf(logits[ids[i]] - maxl));
     for (int i = 0; i < n; i++) probs[i] = (float)(probs[i] / sum);
@@ -224,11 +265,36 @@ int32_t ci_sample(ci_sampler_scratch *sc, const ci_sampling_params *p, ci_rng *r
     }
     double total = 0;
     for (int i = 0; i < n; i++) total += probs[i];
+    *total_out = total;
+    return n;
+}
+
+int ci_sample_dist(ci_sampler_scratch *sc, const ci_sampling_params *p, const ci_logit_controls *ctl,
+                   const float *logits, const int32_t *prompt, int n_prompt, const int32_t *output, int n_output,
+                   const int32_t **ids, const float **probs) {
+    double total;
+    int n = distribution(sc, p, ctl, logits, prompt, n_prompt, output, n_output, &total);
+    *ids = sc->ids;
+    *probs = sc->probs;
+    if (n < 0) return 1;
+    for (int i = 0; i < n; i++) sc->probs[i] = (float)(sc->probs[i] / total);
+    return n;
+}
+
+int32_t ci_sample(ci_sampler_scratch *sc, const ci_sampling_params *p, const ci_logit_controls *ctl, ci_rng *rng,
+                  const float *logits, const int32_t *prompt, int n_prompt, const int32_t *output, int n_output) {
+    double total;
+    int n = distribution(sc, p, ctl, logits, prompt, n_prompt, output, n_output, &total);
+    if (n < 0) return sc->ids[0];
+    if (n == 0) return -1;
+    const int32_t *ids = sc->ids;
+    const float *probs = sc->probs;
     double r = ci_rng_uniform(rng) * total, acc = 0;
     for (int i = 0; i < n; i++) {
         acc += probs[i];
         if (r < acc) return ids[i];
     }
+    while (n > 1 && probs[n - 1] == 0) n--; /* rounding: never a masked token */
     return ids[n - 1];
 }
 

@@ -1,7 +1,12 @@
 /*
  * sampler.h — turns one row of logits into the next token.
  *
- * Semantics follow the libraries users compare against:
+ * The row is transformed in one place (ci_sample_dist), in this order:
+ *  1. logit_bias (OpenAI semantics): bias[id] added to the raw logit;
+ *  2. the allowed mask (a constraint's mask, allowed_token_ids, banned
+ *     stop ids before min_tokens, bad words): disallowed → -inf, so every
+ *     later step renormalises over the allowed set;
+ * then, following the libraries users compare against:
  *  - repetition_penalty as transformers (every distinct token of prompt and
  *    output: positive logits divided, negative multiplied);
  *  - presence_penalty / frequency_penalty as OpenAI and vLLM (output tokens
@@ -56,10 +61,32 @@ typedef struct ci_sampler_scratch {
 void ci_sampler_scratch_init(ci_sampler_scratch *sc, int vocab);
 void ci_sampler_scratch_free(ci_sampler_scratch *sc);
 
-/* Picks the next token. `logits` is not modified. prompt/output are the
- * sequence's tokens so far (penalties read them). */
-int32_t ci_sample(ci_sampler_scratch *sc, const ci_sampling_params *p, ci_rng *rng, const float *logits,
-                  const int32_t *prompt, int n_prompt, const int32_t *output, int n_output);
+typedef struct ci_logit_bias {
+    int32_t id;
+    float bias;
+} ci_logit_bias;
+
+/* Per-step restrictions of one sequence (steps 1 and 2 above); every field
+ * is optional. */
+typedef struct ci_logit_controls {
+    const ci_logit_bias *bias;
+    int n_bias;
+    const uint32_t *mask;     /* bit (id & 31) of word id >> 5: allowed; NULL: all */
+} ci_logit_controls;
+
+/* The distribution ci_sample draws from: writes the candidate ids and their
+ * probabilities (summing to 1 up to rounding) into the scratch and returns
+ * their count; 0 when the mask allows nothing; greedy gives one candidate
+ * with probability 1. Valid until the scratch is used again. */
+int ci_sample_dist(ci_sampler_scratch *sc, const ci_sampling_params *p, const ci_logit_controls *ctl,
+                   const float *logits, const int32_t *prompt, int n_prompt, const int32_t *output, int n_output,
+                   const int32_t **ids, const float **probs);
+
+/* Picks the next token (one draw from ci_sample_dist); -1 when the mask
+ * allows nothing. `logits` is not modified. prompt/output are the
+ * sequence's tokens so far (penalties read them). `ctl` may be NULL. */
+int32_t ci_sample(ci_sampler_scratch *sc, const ci_sampling_params *p, const ci_logit_controls *ctl, ci_rng *rng,
+                  const float *logits, const int32_t *prompt, int n_prompt, const int32_t *output, int n_output);
 
 /* log-softmax of raw logits at `id`, and the k most likely (id, logprob)
  * pairs, most likely first; returns how many were written (<= k). */

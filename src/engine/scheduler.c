@@ -29,6 +29,11 @@ typedef struct seq {
     int32_t *forced_close;
     int32_t *forced_prefix;
     bool prefix_pending;    /* the answer has not started yet: the prefix is still to be forced */
+    ci_cons_matcher *cons;  /* the constraint's state, NULL: none */
+    bool cons_waiting;      /* thinking first: the constraint starts with the answer */
+    int cons_words;         /* words of the constraint's masks (its vocabulary may be smaller) */
+    ci_logit_bias *bias;    /* the request's control lists (owned copies) */
+    int32_t *allowed, *bad, *bad_lens;
     int plp_next;           /* prompt logprobs: next position whose logits are still to be reported */
     ci_request_params params;
     int32_t *stop_ids;
@@ -68,6 +73,8 @@ struct ci_scheduler {
     ci_kv_cache kv;
     qwen3_state state;
     ci_sampler_scratch sampler;
+    uint32_t *mask, *mask2; /* [mask_words]: the allowed mask of the token being sampled */
+    int mask_words;
     float *logits;          /* [logits_rows, vocab] */
     int logits_rows;        /* max_num_seqs, grown once for prompt-logprob rows */
 
@@ -119,6 +126,9 @@ ci_scheduler *ci_sched_new(const qwen3_model *model, const ci_sched_options *o, 
     }
     s->kv.prefix_caching = !o->disable_prefix_caching;
     ci_sampler_scratch_init(&s->sampler, hp->vocab);
+    s->mask_words = (hp->vocab + 31) / 32;
+    s->mask = ci_malloc((size_t)s->mask_words * sizeof(uint32_t));
+    s->mask2 = ci_malloc((size_t)s->mask_words * sizeof(uint32_t));
     size_t logits_n;
     if (ci_mul_overflow((size_t)o->max_num_seqs, (size_t)hp->vocab, &logits_n)) logits_n = SIZE_MAX;
     s->logits = ci_realloc_array(NULL, logits_n, sizeof(float));
@@ -146,6 +156,11 @@ static void seq_free(seq *q) {
     free(q->stop_ids);
     free(q->forced_close);
     free(q->forced_prefix);
+    ci_cons_matcher_free(q->cons);
+    free(q->bias);
+    free(q->allowed);
+    free(q->bad);
+    free(q->bad_lens);
     free(q);
 }
 
@@ -164,6 +179,8 @@ void ci_sched_free(ci_scheduler *s) {
     ci_kv_cache_free(&s->kv);
     qwen3_state_free(&s->state);
     ci_sampler_scratch_free(&s->sampler);
+    free(s->mask);
+    free(s->mask2);
     free(s->logits);
     free(s->b_tokens);
     free(s->b_pos);
@@ -180,6 +197,45 @@ void ci_sched_free(ci_scheduler *s) {
 
 /* ---------------------------------------------------------- submission */
 
+static int check_ids(int V, const int32_t *ids, int n, const char *what, cinfer_error *err) {
+    if (n < 0 || n > CI_MAX_CONTROL_IDS || (n > 0 && !ids))
+        return ci_error(err, CINFER_ERR_INVALID, "%s: at most %d token ids", what, CI_MAX_CONTROL_IDS);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ci_error(err, CINFER_ERR_INVALID, "%s: token %d is outside the vocabulary (0..%d)", what, ids[i], V - 1);
+    return CINFER_OK;
+}
+
+/* The constraint and the sampling controls against the vocabulary. */
+static int check_controls(int V, const ci_request_params *p, cinfer_error *err) {
+    if (p->constraint && ci_cons_vocab_size(ci_cons_grammar_vocab(p->constraint)) > (size_t)V)
+        return ci_error(err, CINFER_ERR_INVALID, "the constraint was compiled for a larger vocabulary than the model's");
+    if (p->constraint && p->thinking_open && p->think_end_id < 0)
+        return ci_error(err, CINFER_ERR_INVALID, "a constraint after open thinking needs the think ids");
+    if (p->n_logit_bias < 0 || p->n_logit_bias > CI_MAX_CONTROL_IDS || (p->n_logit_bias > 0 && !p->logit_bias))
+        return ci_error(err, CINFER_ERR_INVALID, "logit_bias: at most %d entries", CI_MAX_CONTROL_IDS);
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        const ci_logit_bias *b = &p->logit_bias[i];
+        if (b->id < 0 || b->id >= V)
+            return ci_error(err, CINFER_ERR_INVALID, "logit_bias: token %d is outside the vocabulary (0..%d)", b->id, V - 1);
+        if (!(b->bias >= -100.0f && b->bias <= 100.0f))
+            return ci_error(err, CINFER_ERR_INVALID, "logit_bias: the bias of token %d must be between -100 and 100", b->id);
+    }
+    if (p->min_tokens < 0) return ci_error(err, CINFER_ERR_INVALID, "min_tokens must not be negative");
+    if (check_ids(V, p->allowed_ids, p->n_allowed_ids, "allowed_token_ids", err) != CINFER_OK)
+        return err ? err->code : CINFER_ERR_INVALID;
+    if (p->n_bad_words < 0 || p->n_bad_words > CI_MAX_CONTROL_IDS || (p->n_bad_words > 0 && (!p->bad_words || !p->bad_word_lens)))
+        return ci_error(err, CINFER_ERR_INVALID, "bad_words: at most %d sequences", CI_MAX_CONTROL_IDS);
+    long total = 0;
+    for (int i = 0; i < p->n_bad_words; i++) {
+        if (p->bad_word_lens[i] < 1 || p->bad_word_lens[i] > CI_MAX_CONTROL_IDS)
+            return ci_error(err, CINFER_ERR_INVALID, "bad_words: sequence %d is empty or too long", i);
+        total += p->bad_word_lens[i];
+        if (total > CI_MAX_CONTROL_IDS) return ci_error(err, CINFER_ERR_INVALID, "bad_words: more than %d tokens", CI_MAX_CONTROL_IDS);
+    }
+    return check_ids(V, p->bad_words, (int)total, "bad_words", err);
+}
+
 /* Checks a request against the scheduler's limits and the vocabulary. */
 static int check_request(const ci_scheduler *s, const int32_t *prompt, int n_prompt, const ci_request_params *p,
                          cinfer_error *err) {
@@ -195,12 +251,13 @@ static int check_request(const ci_scheduler *s, const int32_t *prompt, int n_pro
     for (int i = 0; i < p->n_forced_prefix; i++)
         if (p->forced_prefix[i] < 0 || p->forced_prefix[i] >= V)
             return ci_error(err, CINFER_ERR_INVALID, "forced token %d is outside the vocabulary", p->forced_prefix[i]);
-    bool close_used = p->thinking_budget >= 0 || p->n_forced_prefix > 0;
+    bool close_used = p->thinking_budget >= 0 || p->n_forced_prefix > 0 || p->constraint;
     for (int i = 0; close_used && i < p->n_forced_close; i++)
         if (p->forced_close[i] < 0 || p->forced_close[i] >= V)
             return ci_error(err, CINFER_ERR_INVALID, "forced token %d is outside the vocabulary", p->forced_close[i]);
     if (p->top_logprobs < 0 || p->top_logprobs > CI_MAX_TOP_LOGPROBS)
         return ci_error(err, CINFER_ERR_INVALID, "top_logprobs must be between 0 and %d", CI_MAX_TOP_LOGPROBS);
+    if (check_controls(V, p, err) != CINFER_OK) return err ? err->code : CINFER_ERR_INVALID;
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= V)
             return ci_error(err, CINFER_ERR_INVALID, "prompt token %d at index %d is outside the vocabulary", prompt[i], i);
@@ -216,6 +273,27 @@ static bool copy_ids(int32_t **out, const int32_t *ids, int n) {
     return true;
 }
 
+/* Copies of the request's control lists and a matcher for its constraint. */
+static bool copy_controls(seq *q, const ci_request_params *p) {
+    int n_bad = 0;
+    for (int i = 0; i < p->n_bad_words; i++) n_bad += p->bad_word_lens[i];
+    if (p->n_logit_bias > 0) {
+        if (!(q->bias = ci_try_malloc((size_t)p->n_logit_bias * sizeof *q->bias))) return false;
+        memcpy(q->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof *q->bias);
+    }
+    if (!copy_ids(&q->allowed, p->allowed_ids, p->n_allowed_ids) || !copy_ids(&q->bad, p->bad_words, n_bad) ||
+        !copy_ids(&q->bad_lens, p->bad_word_lens, p->n_bad_words))
+        return false;
+    q->params.logit_bias = q->bias;
+    q->params.allowed_ids = q->allowed;
+    q->params.bad_words = q->bad;
+    q->params.bad_word_lens = q->bad_lens;
+    q->params.constraint = NULL; /* the matcher holds the reference */
+    if (!p->constraint) return true;
+    q->cons_words = (int)ci_cons_mask_words(ci_cons_grammar_vocab(p->constraint));
+    return (q->cons = ci_cons_matcher_new(p->constraint)) != NULL;
+}
+
 /* A new sequence owning copies of the prompt and the request's id lists;
  * NULL when out of memory. */
 static seq *seq_new(const ci_scheduler *s, const int32_t *prompt, int n_prompt, const ci_request_params *p) {
@@ -225,12 +303,12 @@ static seq *seq_new(const ci_scheduler *s, const int32_t *prompt, int n_prompt, 
     int cap = n_prompt + (p->max_new_tokens < s->opt.max_model_len ? p->max_new_tokens : s->opt.max_model_len) + 1;
     q->cap_tokens = cap > s->opt.max_model_len + 1 ? s->opt.max_model_len + 1 : cap;
     /* the close sequence also says what follows the model's own </think> before an answer prefix */
-    bool close_used = p->thinking_budget >= 0 || p->n_forced_prefix > 0;
+    bool close_used = p->thinking_budget >= 0 || p->n_forced_prefix > 0 || p->constraint;
     if (!close_used) q->params.n_forced_close = 0;
     if (!(q->tokens = ci_try_malloc((size_t)q->cap_tokens * sizeof(int32_t))) ||
         !copy_ids(&q->stop_ids, p->stop_ids, p->n_stop_ids) ||
         !copy_ids(&q->forced_close, p->forced_close, q->params.n_forced_close) ||
-        !copy_ids(&q->forced_prefix, p->forced_prefix, p->n_forced_prefix)) {
+        !copy_ids(&q->forced_prefix, p->forced_prefix, p->n_forced_prefix) || !copy_controls(q, p)) {
         seq_free(q);
         return NULL;
     }
@@ -240,6 +318,7 @@ static seq *seq_new(const ci_scheduler *s, const int32_t *prompt, int n_prompt, 
     if (!q->forced_close) q->params.thinking_budget = -1;
     q->params.forced_prefix = q->forced_prefix;
     q->prefix_pending = q->forced_prefix != NULL;
+    q->cons_waiting = q->cons && p->thinking_open;
     if (n_prompt > s->opt.block_size) q->prompt_hash = ci_kv_chain_hash(0, prompt, n_prompt) | 1;
     uint64_t seed = p->sampling.has_seed ? p->sampling.seed : 0;
     if (!p->sampling.has_seed) {
@@ -524,14 +603,20 @@ static bool is_stop_id(const seq *q, int32_t t) {
     return false;
 }
 
-/* Appends forced tokens as if generated and reports each (logprob 0).
- * Returns a finish reason when the length limit or the callback (a stop
- * string) ended the request. */
+/* Whether q's tokens now go through its constraint. */
+static bool cons_active(const seq *q) { return q->cons && !q->cons_waiting; }
+
+/* Appends forced tokens as if generated and reports each (logprob 0); an
+ * active constraint accepts each. Returns a finish reason when the length
+ * limit, the callback (a stop string) or the constraint (terminated, or a
+ * token it does not allow: CI_FINISH_ERROR) ended the request. */
 static ci_finish_reason append_forced(ci_scheduler *s, seq *q, const int32_t *ids, int n, const ci_token_event *ev) {
     for (int k = 0; k < n; k++) {
         if (q->n_tokens - q->n_prompt >= q->params.max_new_tokens || q->n_tokens >= s->opt.max_model_len ||
             q->n_tokens >= q->cap_tokens - 1)
             return CI_FINISH_LENGTH;
+        bool fed = cons_active(q);
+        if (fed && !ci_cons_accept_token(q->cons, ids[k])) return CI_FINISH_ERROR; /* not in the constraint's language */
         q->tokens[q->n_tokens++] = ids[k];
         ci_token_event fe = *ev;
         fe.token = ids[k];
@@ -539,16 +624,17 @@ static ci_finish_reason append_forced(ci_scheduler *s, seq *q, const int32_t *id
         fe.n_top = 0;
         fe.n_output_tokens = q->n_tokens - q->n_prompt;
         if (q->cb && q->cb(q->user, &fe)) return CI_FINISH_STOP;
+        if (fed && ci_cons_is_terminated(q->cons)) return CI_FINISH_STOP;
     }
     return CI_FINISH_NONE;
 }
 
-/* The answer starts now: forces its prefix, if any. After the model's own
- * </think>, the rest of the close sequence (what follows </think> in it)
- * comes first, so the prefix sits where the template puts answers. */
+/* The answer starts now: starts the constraint and forces the prefix, if
+ * any. After the model's own </think>, the rest of the close sequence (what
+ * follows </think> in it) comes first, so the prefix and the constrained
+ * output sit where the template puts answers. */
 static ci_finish_reason start_answer(ci_scheduler *s, seq *q, bool after_model_close, const ci_token_event *ev) {
-    if (!q->prefix_pending) return CI_FINISH_NONE;
-    q->prefix_pending = false;
+    if (!q->prefix_pending && !q->cons_waiting) return CI_FINISH_NONE;
     const ci_request_params *p = &q->params;
     if (after_model_close) {
         int k = 0;
@@ -558,6 +644,9 @@ static ci_finish_reason start_answer(ci_scheduler *s, seq *q, bool after_model_c
             if (why != CI_FINISH_NONE) return why;
         }
     }
+    q->cons_waiting = false; /* the constraint starts here, with the prefix */
+    if (!q->prefix_pending) return CI_FINISH_NONE;
+    q->prefix_pending = false;
     return append_forced(s, q, q->forced_prefix, p->n_forced_prefix, ev);
 }
 
@@ -568,7 +657,7 @@ static ci_finish_reason start_answer(ci_scheduler *s, seq *q, bool after_model_c
 static ci_finish_reason track_thinking(ci_scheduler *s, seq *q, int32_t tok, ci_token_event *ev) {
     const ci_request_params *p = &q->params;
     bool budget_on = p->thinking_budget >= 0 && !q->budget_spent;
-    if (!budget_on && !q->prefix_pending) return CI_FINISH_NONE;
+    if (!budget_on && !q->prefix_pending && !q->cons_waiting) return CI_FINISH_NONE;
     int n_out = q->n_tokens - q->n_prompt;
     if (tok == p->think_start_id && n_out == 1 && !q->in_thinking) {
         q->in_thinking = true;
@@ -784,21 +873,86 @@ static void retire(ci_scheduler *s, seq *q, ci_finish_reason why, int32_t token,
     finish(s, q, why, token, base);
 }
 
+static inline void mask_clear(uint32_t *m, int32_t id) { m[id >> 5] &= ~(1u << (id & 31)); }
+static inline void mask_set(uint32_t *m, int32_t id) { m[id >> 5] |= 1u << (id & 31); }
+
+/* Whether q's output ends with the first n tokens of w. */
+static bool output_ends_with(const seq *q, const int32_t *w, int n) {
+    if (q->n_tokens - q->n_prompt < n) return false;
+    return memcmp(q->tokens + q->n_tokens - n, w, (size_t)n * sizeof *w) == 0;
+}
+
+/* The allowed mask of q's next token (scheduler.h) in s->mask; *mask is
+ * NULL when every token is allowed. Fails when the constraint's mask
+ * cannot be computed. */
+static int build_mask(ci_scheduler *s, seq *q, const uint32_t **mask, cinfer_error *err) {
+    const ci_request_params *p = &q->params;
+    int n_out = q->n_tokens - q->n_prompt, W = s->mask_words;
+    bool ban_stops = n_out < p->min_tokens && p->n_stop_ids > 0;
+    *mask = NULL;
+    if (!cons_active(q) && p->n_allowed_ids == 0 && !ban_stops && p->n_bad_words == 0) return CINFER_OK;
+    uint32_t *m = s->mask;
+    if (cons_active(q)) {
+        memset(m + q->cons_words, 0, (size_t)(W - q->cons_words) * sizeof *m);
+        if (ci_cons_fill_mask(q->cons, m, err) != 0) return err ? err->code : CINFER_ERR_LIMIT;
+        /* thinking first: the model may open <think> at the first position */
+        if (n_out == 0 && p->think_start_id >= 0 && !p->thinking_open) mask_set(m, p->think_start_id);
+    } else {
+        memset(m, 0xff, (size_t)W * sizeof *m);
+    }
+    if (p->n_allowed_ids > 0) {
+        memset(s->mask2, 0, (size_t)W * sizeof *m);
+        for (int i = 0; i < p->n_allowed_ids; i++) mask_set(s->mask2, q->allowed[i]);
+        for (int w = 0; w < W; w++) m[w] &= s->mask2[w];
+    }
+    for (int i = 0; ban_stops && i < p->n_stop_ids; i++) mask_clear(m, q->stop_ids[i]);
+    const int32_t *w = q->bad;
+    for (int i = 0; i < p->n_bad_words; w += q->bad_lens[i++])
+        if (output_ends_with(q, w, q->bad_lens[i] - 1)) mask_clear(m, w[q->bad_lens[i] - 1]);
+    *mask = m;
+    return CINFER_OK;
+}
+
+/* Feeds a sampled token to q's active constraint. false: it was not
+ * accepted (cannot happen for a token its mask allowed). */
+static bool feed_constraint(seq *q, int32_t tok) {
+    if (!cons_active(q)) return true;
+    if (tok == q->params.think_start_id && q->n_tokens == q->n_prompt && !q->params.thinking_open) {
+        q->cons_waiting = true; /* the model thinks first; the constraint starts with the answer */
+        return true;
+    }
+    return ci_cons_accept_token(q->cons, tok);
+}
+
 /* Samples q's next token, reports it and applies the stop rules, forced
- * tokens and the thinking budget; retires q when it is done. Returns 1
- * when a sampled token was appended. */
+ * tokens, the constraint and the thinking budget; retires q when it is
+ * done. Returns 1 when a sampled token was appended. */
 static int sample_next(ci_scheduler *s, seq *q, const float *logits) {
     const int V = s->model->hp.vocab;
     int n_out = q->n_tokens - q->n_prompt;
-    int32_t tok = ci_sample(&s->sampler, &q->params.sampling, &q->rng, logits, q->tokens, q->n_prompt,
-                            q->tokens + q->n_prompt, n_out);
+    const uint32_t *mask;
+    cinfer_error merr = {0};
+    int32_t tok = -1;
+    if (build_mask(s, q, &mask, &merr) == CINFER_OK) {
+        ci_logit_controls ctl = {.bias = q->bias, .n_bias = q->params.n_logit_bias, .mask = mask};
+        tok = ci_sample(&s->sampler, &q->params.sampling, &ctl, &q->rng, logits, q->tokens, q->n_prompt,
+                        q->tokens + q->n_prompt, n_out);
+    }
     ci_token_event ev = {.request_id = q->id, .token = tok, .n_prompt_tokens = q->n_prompt,
                          .n_cached_tokens = q->n_cached};
     ci_finish_reason why;
+    if (tok < 0) { /* no mask, or it allows nothing */
+        retire(s, q, CI_FINISH_ERROR, -1, &ev);
+        return 0;
+    }
     if (q->prefix_pending && n_out == 0 && !q->in_thinking && tok != q->params.think_start_id) {
         /* The answer starts at the first position and must begin with the
          * forced prefix: the sampled token gives way to it. */
         if ((why = start_answer(s, q, false, &ev)) != CI_FINISH_NONE) retire(s, q, why, -1, &ev);
+        return 0;
+    }
+    if (!feed_constraint(q, tok)) {
+        retire(s, q, CI_FINISH_ERROR, -1, &ev);
         return 0;
     }
     if (q->params.want_logprobs || q->params.top_logprobs > 0) {
@@ -807,7 +961,7 @@ static int sample_next(ci_scheduler *s, seq *q, const float *logits) {
     }
     q->tokens[q->n_tokens++] = tok;
     ev.n_output_tokens = q->n_tokens - q->n_prompt;
-    if (is_stop_id(q, tok)) why = CI_FINISH_STOP;
+    if (is_stop_id(q, tok) || (cons_active(q) && ci_cons_is_terminated(q->cons))) why = CI_FINISH_STOP;
     else if (ev.n_output_tokens >= q->params.max_new_tokens || q->n_tokens >= s->opt.max_model_len) why = CI_FINISH_LENGTH;
     else why = CI_FINISH_NONE;
     if (why != CI_FINISH_NONE) { /* the final event carries the token */

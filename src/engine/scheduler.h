@@ -45,6 +45,25 @@
  *    own </think> followed by the rest of the close sequence ("\n\n"). At
  *    the first output position the sampled token gives way to the prefix.
  *
+ * Constraints (structured output, constrain.h) and sampling controls: for
+ * every sampled position the update stage builds the sequence's allowed
+ * mask — the constraint's mask (its end ids only when the output is
+ * complete), AND allowed_ids, minus the stop ids while fewer than
+ * min_tokens were generated, minus the last token of each bad word whose
+ * prefix ends the output — and the sampler applies logit_bias, then the
+ * mask, then penalties and the sampling modes (sampler.h), so every mode
+ * renormalises over the allowed set. The sampled token is accepted into
+ * the sequence's matcher; when the matcher is terminated the request ends
+ * with CI_FINISH_STOP; a mask that cannot be computed, or that allows
+ * nothing, ends it with CI_FINISH_ERROR. Thinking first: when the prompt
+ * leaves <think> open, or the model opens it at the first output position
+ * (allowed there besides the constraint when think_start_id is given), the
+ * constraint starts where the answer starts (see forced tokens: after
+ * </think> and the rest of the close sequence). Forced tokens after that
+ * point (answer prefixes) are accepted into the matcher too, and must be
+ * allowed by it. Tokens are fed to the matcher once, when sampled or
+ * forced: a preempted sequence recomputes its K/V and never resamples.
+ *
  * Prompt logprobs (completions with echo): a request may ask for the
  * logprob of every prompt token after the first. Its prompt positions then
  * produce logits rows too, at most CI_PROMPT_LOGPROB_ROWS per step (a
@@ -64,6 +83,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "constrain/constrain.h"
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
 #include "model/qwen3.h"
@@ -121,7 +141,25 @@ typedef struct ci_request_params {
     int n_forced_close;
     const int32_t *forced_prefix; /* the answer starts with these (copied at submit) */
     int n_forced_prefix;
+    /* Structured output: NULL, or a grammar compiled against a vocabulary
+     * no larger than the model's; each sequence gets its own matcher (and
+     * so its own grammar reference) at submit. With thinking possible give
+     * the think ids and forced_close too (the constraint starts after the
+     * close sequence). */
+    ci_cons_grammar *constraint;
+    /* Sampling controls, copied at submit (stop_token_ids: append them to
+     * stop_ids; ignore_eos: leave the model's end ids out of stop_ids). */
+    const ci_logit_bias *logit_bias; /* ids in the vocabulary, bias in [-100, 100] */
+    int n_logit_bias;
+    const int32_t *allowed_ids;      /* n_allowed_ids > 0: only these may be sampled */
+    int n_allowed_ids;
+    const int32_t *bad_words;        /* token sequences, concatenated; bad_word_lens[i] >= 1 each */
+    const int32_t *bad_word_lens;
+    int n_bad_words;
+    int min_tokens;                  /* the stop ids are banned until this many tokens were generated */
 } ci_request_params;
+
+#define CI_MAX_CONTROL_IDS 65536     /* logit_bias entries, allowed ids, bad-word tokens: each at most this */
 
 typedef struct ci_sched_options {
     int max_num_seqs;        /* running sequences at once */

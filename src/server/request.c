@@ -33,6 +33,12 @@ void srv_gen_free(srv_gen_request *g) {
     json_decref(g->tools);
     free(g->forced_prefix);
     if (g->api_ctx && g->api_ctx_free) g->api_ctx_free(g->api_ctx);
+    if (g->constraint) ci_cons_grammar_unref(g->constraint);
+    free(g->logit_bias);
+    free(g->stop_token_ids);
+    free(g->bad_words);
+    free(g->bad_word_lens);
+    free(g->allowed_token_ids);
     memset(g, 0, sizeof *g);
 }
 
@@ -88,20 +94,46 @@ static bool prompt_thinking(const server *s, srv_gen_request *g, srv_prompt *p, 
     return open;
 }
 
-/* The engine request and output options of choice k of prompt p. */
+/* The engine's stop ids: the model's end ids (unless ignore_eos), then
+ * stop_token_ids; stops has room for both. Returns the count. */
+static int engine_stop_ids(const server *s, const srv_gen_request *g, int32_t *stops) {
+    int n = g->ignore_eos ? 0 : s->m->n_stop_ids;
+    memcpy(stops, s->m->stop_ids, (size_t)n * sizeof *stops);
+    for (int i = 0; i < g->n_stop_token_ids && i < SRV_MAX_STOP_TOKEN_IDS; i++) stops[n++] = g->stop_token_ids[i];
+    return n;
+}
+
+/* The constraint and the token-level controls into an engine request. */
+static void choice_controls(const srv_gen_request *g, ci_request_params *rp) {
+    rp->constraint = g->constraint;
+    rp->logit_bias = g->logit_bias;
+    rp->n_logit_bias = g->n_logit_bias;
+    rp->min_tokens = g->min_tokens;
+    rp->bad_words = g->bad_words;
+    rp->bad_word_lens = g->bad_word_lens;
+    rp->n_bad_words = g->n_bad_words;
+    rp->allowed_ids = g->allowed_token_ids;
+    rp->n_allowed_ids = g->n_allowed_token_ids;
+}
+
+/* The engine request and output options of choice k of prompt p; stops:
+ * engine_stop_ids(), n_stops of them. */
 static void choice_params(const server *s, const srv_gen_request *g, const srv_prompt *p, int k, bool thinking_open,
-                          long long budget, ci_request_params *rp, ci_output_options *oo) {
+                          long long budget, const int32_t *stops, int n_stops, ci_request_params *rp,
+                          ci_output_options *oo) {
     *rp = (ci_request_params){.sampling = g->sampling, .thinking_budget = -1};
     /* n > 1 with a seed: each choice gets its own reproducible stream */
     if (rp->sampling.has_seed) rp->sampling.seed += (uint64_t)k;
     int max_len = g->max_context > 0 && g->max_context < s->m->max_model_len ? g->max_context : s->m->max_model_len;
     rp->max_new_tokens = g->max_tokens >= 0 ? (int)g->max_tokens : max_len - (int)p->n_ids;
-    rp->stop_ids = s->m->stop_ids;
-    rp->n_stop_ids = g->ignore_eos ? 0 : s->m->n_stop_ids;
+    rp->stop_ids = stops;
+    rp->n_stop_ids = n_stops;
+    choice_controls(g, rp);
     rp->want_logprobs = g->logprobs;
     rp->top_logprobs = g->top_logprobs;
     rp->want_prompt_logprobs = g->prompt_logprobs && k == 0;
-    bool think_ids = g->n_forced_prefix > 0 || (budget >= 0 && s->n_think_close > 0);
+    /* a constraint starts after the thinking (and its close sequence) */
+    bool think_ids = g->n_forced_prefix > 0 || (budget >= 0 && s->n_think_close > 0) || g->constraint;
     if (think_ids) {
         rp->thinking_open = thinking_open;
         rp->think_start_id = s->think_start;
@@ -109,6 +141,8 @@ static void choice_params(const server *s, const srv_gen_request *g, const srv_p
         rp->forced_close = s->think_close;
         rp->n_forced_close = s->n_think_close;
     }
+    /* without thinking (raw completions) the model may not open <think> under a constraint */
+    if (g->constraint && !g->parse_thinking) rp->think_start_id = -1;
     /* the answer opens with the call: after the thinking, if any */
     rp->forced_prefix = g->forced_prefix;
     rp->n_forced_prefix = g->n_forced_prefix;
@@ -158,12 +192,14 @@ static job *submit(srv_request *r, srv_gen_request *g, const srv_api *api, const
     ci_output_options oos[SRV_MAX_CHOICES];
     const int32_t *prompts[SRV_MAX_CHOICES];
     int n_prompts[SRV_MAX_CHOICES];
+    int32_t stops[CI_MODEL_MAX_STOP_IDS + SRV_MAX_STOP_TOKEN_IDS];
+    int n_stops = engine_stop_ids(s, g, stops);
     job *j = srv_job_new(s, api, n_choices, g->n);
     for (int i = 0; i < g->n_prompts; i++) {
         const srv_prompt *p = &g->prompts[i];
         for (int k = 0; k < g->n; k++) {
             int c = i * g->n + k;
-            choice_params(s, g, p, k, open[i], budget[i], &rps[c], &oos[c]);
+            choice_params(s, g, p, k, open[i], budget[i], stops, n_stops, &rps[c], &oos[c]);
             choice_echo(g, p, k, &j->choices[c]);
             prompts[c] = p->ids;
             n_prompts[c] = (int)p->n_ids;

@@ -25,6 +25,7 @@
 #define SRV_MAX_STOP 16
 #define SRV_MAX_STOP_BYTES 1024
 #define SRV_MAX_TOKENS_IN_REQUEST (1 << 20)
+#define SRV_MAX_STOP_TOKEN_IDS 64
 
 /* tool_choice, as it shapes the output */
 typedef enum srv_tool_mode {
@@ -66,6 +67,19 @@ typedef struct srv_gen_request {
     json_t *tools;               /* a reference (NULL when TOOLS_OFF) */
     int32_t *forced_prefix;      /* the answer opens with these ids (owned) */
     int n_forced_prefix;
+    /* structured output and token-level controls (engine/scheduler.h);
+     * every pointer is owned and freed by srv_gen_free */
+    ci_cons_grammar *constraint; /* a reference from ci_model_constraint(), or NULL */
+    ci_logit_bias *logit_bias;   /* ids checked against the vocabulary at submit */
+    int n_logit_bias;
+    int32_t *stop_token_ids;     /* end generation besides the model's end ids (at most SRV_MAX_STOP_TOKEN_IDS) */
+    int n_stop_token_ids;
+    int min_tokens;              /* end ids and stop_token_ids banned before this many tokens */
+    int32_t *bad_words;          /* banned token sequences, concatenated */
+    int32_t *bad_word_lens;
+    int n_bad_words;
+    int32_t *allowed_token_ids;
+    int n_allowed_token_ids;
     /* logprobs */
     bool logprobs;
     int top_logprobs;

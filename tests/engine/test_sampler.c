@@ -66,7 +66,7 @@ static void check_distribution(const char *name, ci_sampling_params p, unsigned 
     ci_rng_seed(&rng, seed);
     enum { N = 200000 };
     int counts[V] = {0};
-    for (int i = 0; i < N; i++) counts[ci_sample(&sc, &p, &rng, logits, NULL, 0, NULL, 0)]++;
+    for (int i = 0; i < N; i++) counts[ci_sample(&sc, &p, NULL, &rng, logits, NULL, 0, NULL, 0)]++;
     double chi2 = 0;
     int dof = -1, outside = 0;
     for (int i = 0; i < V; i++) {
@@ -92,15 +92,15 @@ static void test_greedy_and_seed(void) {
     ci_sampling_params p = ci_sampling_defaults();
     ci_rng rng;
     ci_rng_seed(&rng, 1);
-    CHECK(ci_sample(&sc, &p, &rng, logits, NULL, 0, NULL, 0) == best);
+    CHECK(ci_sample(&sc, &p, NULL, &rng, logits, NULL, 0, NULL, 0) == best);
     p.temperature = 0.8f;
     p.top_k = 1;
-    CHECK(ci_sample(&sc, &p, &rng, logits, NULL, 0, NULL, 0) == best);
+    CHECK(ci_sample(&sc, &p, NULL, &rng, logits, NULL, 0, NULL, 0) == best);
     /* ties: lowest id */
     float flat[V];
     for (int i = 0; i < V; i++) flat[i] = 1.0f;
     p = ci_sampling_defaults();
-    CHECK(ci_sample(&sc, &p, &rng, flat, NULL, 0, NULL, 0) == 0);
+    CHECK(ci_sample(&sc, &p, NULL, &rng, flat, NULL, 0, NULL, 0) == 0);
 
     p.temperature = 1.0f;
     p.top_k = 0;
@@ -111,9 +111,9 @@ static void test_greedy_and_seed(void) {
     ci_rng c;
     ci_rng_seed(&c, 43);
     for (int i = 0; i < 200; i++) {
-        int x = ci_sample(&sc, &p, &a, logits, NULL, 0, NULL, 0);
-        int y = ci_sample(&sc, &p, &b, logits, NULL, 0, NULL, 0);
-        int z = ci_sample(&sc, &p, &c, logits, NULL, 0, NULL, 0);
+        int x = ci_sample(&sc, &p, NULL, &a, logits, NULL, 0, NULL, 0);
+        int y = ci_sample(&sc, &p, NULL, &b, logits, NULL, 0, NULL, 0);
+        int z = ci_sample(&sc, &p, NULL, &c, logits, NULL, 0, NULL, 0);
         same &= x == y;
         differs_from_other_seed |= x != z;
     }
@@ -136,19 +136,19 @@ static void test_penalties(void) {
     p.repetition_penalty = 1.2f;
     int32_t prompt[] = {3, 3, 5};
     /* 2.0/1.2 = 1.667 < 1.9, so token 4 wins */
-    CHECK(ci_sample(&sc, &p, &rng, logits, prompt, 3, NULL, 0) == 4);
+    CHECK(ci_sample(&sc, &p, NULL, &rng, logits, prompt, 3, NULL, 0) == 4);
     /* presence penalty counts output tokens only: token 3 in the prompt is not penalised */
     p = ci_sampling_defaults();
     p.presence_penalty = 0.5f;
-    CHECK(ci_sample(&sc, &p, &rng, logits, prompt, 3, NULL, 0) == 3);
+    CHECK(ci_sample(&sc, &p, NULL, &rng, logits, prompt, 3, NULL, 0) == 3);
     int32_t out[] = {3};
-    CHECK(ci_sample(&sc, &p, &rng, logits, prompt, 3, out, 1) == 4);
+    CHECK(ci_sample(&sc, &p, NULL, &rng, logits, prompt, 3, out, 1) == 4);
     /* frequency: 3 occurrences × 0.05 = 0.15 > 0.1 gap */
     p = ci_sampling_defaults();
     p.frequency_penalty = 0.05f;
     int32_t out3[] = {3, 3, 3};
-    CHECK(ci_sample(&sc, &p, &rng, logits, prompt, 3, out3, 1) == 3);
-    CHECK(ci_sample(&sc, &p, &rng, logits, prompt, 3, out3, 3) == 4);
+    CHECK(ci_sample(&sc, &p, NULL, &rng, logits, prompt, 3, out3, 1) == 3);
+    CHECK(ci_sample(&sc, &p, NULL, &rng, logits, prompt, 3, out3, 3) == 4);
     ci_sampler_scratch_free(&sc);
 }
 
