@@ -168,7 +168,7 @@ static int plan_hf(plan *p, cinfer_error *err) {
     /* The tensors and names llama.cpp's converter writes for this config. */
     ci_test_model_shape shape = {"", c->hidden_size, c->intermediate_size, c->num_hidden_layers,
                                  c->num_attention_heads, c->num_key_value_heads, c->head_dim,
-                                 c->max_position_embeddings, c->rope_theta, c->vocab_size};
+                                 c->max_position_embeddings, c->rope_theta, c->vocab_size, 0, 0, 0};
     ci_test_model_options o = {.shape = &shape, .format = CI_TM_GGUF, .untied = !c->tie_word_embeddings};
     ci_test_model_tensor *list;
     p->n = ci_test_model_tensors(&o, &list);
