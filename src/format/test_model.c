@@ -80,6 +80,41 @@ static void add_moe_tensors(ci_test_model_tensor *list, size_t *n, const ci_test
     }
 }
 
+static uint64_t tensor_elems(const ci_test_model_tensor *t) {
+    uint64_t n = t->shape[0];
+    for (uint32_t d = 1; d < t->n_dims; d++) n *= t->shape[d];
+    return n;
+}
+
+/* The HF form of a tensor list: each expert stack becomes its experts' 2-D
+ * tensors, expert by expert (gate, up, down of expert 0, then 1, ...) as
+ * the nn.ModuleList orders them. Caller frees. */
+static ci_test_model_tensor *expand_experts(const ci_test_model_tensor *list, size_t *n) {
+    size_t total = 0;
+    for (size_t i = 0; i < *n; i++) total += list[i].n_dims == 3 ? list[i].shape[0] : 1;
+    ci_test_model_tensor *out = ci_calloc(total ? total : 1, sizeof *out);
+    size_t m = 0;
+    for (size_t i = 0; i < *n;) {
+        if (list[i].n_dims != 3) {
+            out[m++] = list[i++];
+            continue;
+        }
+        size_t g = i;
+        while (g < *n && list[g].n_dims == 3 && list[g].shape[0] == list[i].shape[0]) g++;
+        for (uint64_t e = 0; e < list[i].shape[0]; e++)
+            for (size_t k = i; k < g; k++) {
+                ci_test_model_tensor *t = &out[m++];
+                *t = list[k];
+                snprintf(t->hf_name, sizeof t->hf_name, list[k].hf_name, (unsigned)e);
+                snprintf(t->value_name, sizeof t->value_name, list[k].value_name, (unsigned)e);
+                t->n_dims = 2, t->shape[0] = list[k].shape[1], t->shape[1] = list[k].shape[2], t->shape[2] = 0;
+            }
+        i = g;
+    }
+    *n = m;
+    return out;
+}
+
 size_t ci_test_model_tensors(const ci_test_model_options *o, ci_test_model_tensor **out) {
     const ci_test_model_shape *s = o->shape;
     uint64_t H = s->hidden_size, I = s->intermediate_size, V = s->vocab_size;
@@ -127,6 +162,11 @@ size_t ci_test_model_tensors(const ci_test_model_options *o, ci_test_model_tenso
     if (store_lm_head) {
         add_tensor(list, &n, CI_TM_EMBED, "lm_head.weight", "output.weight", V, H);
         if (!o->untied) snprintf(list[n - 1].value_name, sizeof list[n - 1].value_name, "model.embed_tokens.weight");
+    }
+    if (o->format == CI_TM_HF && s->num_experts) {
+        *out = expand_experts(list, &n);
+        free(list);
+        return n;
     }
     *out = list;
     return n;
@@ -181,41 +221,6 @@ void ci_test_model_fill(uint64_t seed, const ci_test_model_tensor *t, uint64_t s
         double x = ((double)u + 0.5) / 8388608.0 - 1.0;
         out[j] = (float)(offset + amplitude * x);
     }
-}
-
-static uint64_t tensor_elems(const ci_test_model_tensor *t) {
-    uint64_t n = t->shape[0];
-    for (uint32_t d = 1; d < t->n_dims; d++) n *= t->shape[d];
-    return n;
-}
-
-/* The HF form of a tensor list: each expert stack becomes its experts' 2-D
- * tensors, expert by expert (gate, up, down of expert 0, then 1, ...) as
- * the nn.ModuleList orders them. Caller frees. */
-static ci_test_model_tensor *expand_experts(const ci_test_model_tensor *list, size_t *n) {
-    size_t total = 0;
-    for (size_t i = 0; i < *n; i++) total += list[i].n_dims == 3 ? list[i].shape[0] : 1;
-    ci_test_model_tensor *out = ci_calloc(total ? total : 1, sizeof *out);
-    size_t m = 0;
-    for (size_t i = 0; i < *n;) {
-        if (list[i].n_dims != 3) {
-            out[m++] = list[i++];
-            continue;
-        }
-        size_t g = i;
-        while (g < *n && list[g].n_dims == 3 && list[g].shape[0] == list[i].shape[0]) g++;
-        for (uint64_t e = 0; e < list[i].shape[0]; e++)
-            for (size_t k = i; k < g; k++) {
-                ci_test_model_tensor *t = &out[m++];
-                *t = list[k];
-                snprintf(t->hf_name, sizeof t->hf_name, list[k].hf_name, (unsigned)e);
-                snprintf(t->value_name, sizeof t->value_name, list[k].value_name, (unsigned)e);
-                t->n_dims = 2, t->shape[0] = list[k].shape[1], t->shape[1] = list[k].shape[2], t->shape[2] = 0;
-            }
-        i = g;
-    }
-    *n = m;
-    return out;
 }
 
 /* --------------------------------------------------------------- options */
@@ -588,6 +593,25 @@ static int write_gguf(const ci_test_model_options *o, cinfer_error *err) {
     return ci_gguf_writer_close(w, err);
 }
 
+char *ci_test_model_list_text(const ci_test_model_options *o) {
+    static const char *const STORED[] = {[CI_TM_F32] = "F32", [CI_TM_BF16] = "BF16", [CI_TM_F16] = "F16",
+                                         [CI_TM_Q8_0] = "Q8_0"};
+    bool gguf = o->format == CI_TM_GGUF;
+    ci_test_model_tensor *list;
+    size_t n = ci_test_model_tensors(o, &list);
+    ci_buf b = {0};
+    for (size_t i = 0; i < n; i++) {
+        const ci_test_model_tensor *x = &list[i];
+        const char *dt = gguf && ggml_type_for(o->dtype, x) == CI_GGML_F32 ? "F32" : STORED[o->dtype];
+        ci_buf_printf(&b, "%s\t[", gguf ? x->gguf_name : x->hf_name);
+        for (uint32_t d = 0; d < x->n_dims; d++) /* GGUF lists dimensions innermost first */
+            ci_buf_printf(&b, "%s%llu", d ? ", " : "", (unsigned long long)x->shape[gguf ? x->n_dims - 1 - d : d]);
+        ci_buf_printf(&b, "]\t%s\n", dt);
+    }
+    free(list);
+    return ci_buf_take(&b, NULL);
+}
+
 /* --------------------------------------------------------------------- HF */
 
 static const char *torch_dtype_name(ci_test_model_dtype d) {
@@ -759,6 +783,10 @@ static int write_shard(const ci_test_model_options *o, const char *path, ci_test
     return ci_st_writer_close(w, err);
 }
 
+static int by_hf_name(const void *a, const void *b) {
+    return strcmp((*(const ci_test_model_tensor *const *)a)->hf_name, (*(const ci_test_model_tensor *const *)b)->hf_name);
+}
+
 static int write_hf(const ci_test_model_options *o, cinfer_error *err) {
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST) return ci_error(err, CINFER_ERR_IO, "%s: %s", o->out, strerror(errno));
     if (!ci_is_directory(o->out)) return ci_error(err, CINFER_ERR_IO, "%s: exists and is not a folder", o->out);
@@ -771,10 +799,8 @@ static int write_hf(const ci_test_model_options *o, cinfer_error *err) {
     if (!rc) rc = copy_file(o->tokenizer_dir, o->out, "tokenizer_config.json", err);
     if (rc) return rc;
 
-    ci_test_model_tensor *stacked;
-    size_t n = ci_test_model_tensors(o, &stacked);
-    ci_test_model_tensor *tensors = expand_experts(stacked, &n);
-    free(stacked);
+    ci_test_model_tensor *tensors;
+    size_t n = ci_test_model_tensors(o, &tensors);
     size_t elem = o->dtype == CI_TM_F32 ? 4 : 2;
     uint64_t total = 0;
     uint64_t *bytes = ci_calloc(n, sizeof *bytes);
@@ -832,18 +858,13 @@ static int write_hf(const ci_test_model_options *o, cinfer_error *err) {
         }
         if (!rc) {
             /* Index with sorted weight_map, indent 2, as HF writes it. */
-            size_t *order = ci_calloc(n, sizeof *order);
-            for (size_t i = 0; i < n; i++) order[i] = i;
-            for (size_t i = 1; i < n; i++) /* insertion sort: n <= ~400 dense, ~19k for 30b-a3b */
-                for (size_t j = i; j > 0 && strcmp(tensors[order[j - 1]].hf_name, tensors[order[j]].hf_name) > 0; j--) {
-                    size_t t = order[j];
-                    order[j] = order[j - 1];
-                    order[j - 1] = t;
-                }
+            const ci_test_model_tensor **order = ci_calloc(n, sizeof *order);
+            for (size_t i = 0; i < n; i++) order[i] = &tensors[i];
+            qsort(order, n, sizeof *order, by_hf_name); /* ~19k names for 30b-a3b */
             ci_buf_printf(&index, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {\n",
                           (unsigned long long)total);
             for (size_t k = 0; k < n; k++)
-                ci_buf_printf(&index, "    \"%s\": \"%s\"%s\n", tensors[order[k]].hf_name, names[shard_of[order[k]]],
+                ci_buf_printf(&index, "    \"%s\": \"%s\"%s\n", order[k]->hf_name, names[shard_of[order[k] - tensors]],
                               k + 1 < n ? "," : "");
             ci_buf_puts(&index, "  }\n}\n");
             rc = write_text_file(o->out, "model.safetensors.index.json", index.data, index.len, err);

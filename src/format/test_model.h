@@ -84,9 +84,14 @@ typedef struct ci_test_model_options {
 
 /* The tensors of a checkpoint in model (module) order. For GGUF the list
  * follows llama.cpp's converter: a tied model has no output.weight. MoE
- * shapes list their experts as 3-D stacks (see above) in both formats.
+ * shapes list their experts as 3-D stacks (see above) for GGUF and as
+ * each expert's 2-D tensors for HF.
  * Caller frees *out. */
 size_t ci_test_model_tensors(const ci_test_model_options *o, ci_test_model_tensor **out);
+
+/* `--list`: one line per tensor, "name\t[dims]\ttype", dims as the format
+ * lists them (GGUF innermost first), the type as stored. Caller frees. */
+char *ci_test_model_list_text(const ci_test_model_options *o);
 
 /* Element values (see the top of this file). */
 void ci_test_model_fill(uint64_t seed, const ci_test_model_tensor *t, uint64_t start, size_t count, float *out);
