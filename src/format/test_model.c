@@ -33,6 +33,7 @@ static const ci_test_model_shape SHAPES[] = {
     {"4b", 2560, 9728, 36, 32, 8, 128, 40960, 1000000.0, 151936, 0, 0, 0},   /* shared/reference/configs/Qwen3-4B */
     /*                                                          experts top-k moe_inter */
     {"tiny-moe", 64, 128, 2, 4, 2, 32, 40960, 1000000.0, 151936, 8, 2, 32},
+    {"small-moe", 256, 768, 4, 8, 4, 64, 40960, 1000000.0, 151936, 16, 4, 256}, /* K-quant rows (256) */
     {"30b-a3b", 2048, 6144, 48, 32, 4, 128, 40960, 1000000.0, 151936, 128, 8, 768}, /* reference/configs/Qwen3-30B-A3B */
 };
 

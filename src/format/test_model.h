@@ -47,7 +47,7 @@ typedef struct ci_test_model_shape {
     uint32_t num_experts, experts_per_tok, moe_intermediate_size;
 } ci_test_model_shape;
 
-/* "tiny", "small", "0.6b", "4b", "tiny-moe", "30b-a3b"; NULL when unknown. */
+/* "tiny", "small", "0.6b", "4b", "tiny-moe", "small-moe", "30b-a3b"; NULL when unknown. */
 const ci_test_model_shape *ci_test_model_shape_get(const char *name);
 
 typedef enum ci_test_model_dtype { CI_TM_F32, CI_TM_BF16, CI_TM_F16, CI_TM_Q8_0 } ci_test_model_dtype;

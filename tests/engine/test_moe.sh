@@ -104,5 +104,52 @@ expect_error "$work/moe-ff.gguf" "GGUF expert width" "blk.0.ffn_gate_exps.weight
 patch_u32 "$work/moe-f32.gguf" "$work/moe-none.gguf" qwen3moe.expert_count 0
 expect_error "$work/moe-none.gguf" "GGUF without experts" "expert_count"
 
+# `cinfer quantize` of MoE checkpoints: llama.cpp's type rules read back by
+# an independent GGUF parser; the HF folder and the GGUF of the same weights
+# quantize to the same tensors (same logits); the 8-expert special case.
+check_moe_types() { # check_moe_types FILE SCHEME N_LAYERS N_EXPERTS
+  /usr/bin/python3 "$(dirname "$0")/gguf_types.py" "$1" > "$work/moe-types.txt" || { bad "$1: unreadable GGUF"; return; }
+  /usr/bin/python3 - "$work/moe-types.txt" "$2" "$3" "$4" <<'EOF' > "$work/moe-types-bad.txt"
+import sys
+lines, scheme, n, E = open(sys.argv[1]).read().split("\n"), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+F32, Q4_0, Q8_0, Q4_K, Q6_K = 0, 2, 8, 12, 14
+base = {"q8_0": Q8_0, "q4_0": Q4_0, "q4_k": Q4_K, "q6_k": Q6_K, "q4_k_m": Q4_K}[scheme]
+more = lambda i: i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+seen_exps = 0
+for line in filter(None, lines):
+    name, t, dims = line.split()
+    t, ne = int(t), [int(d) for d in dims.split("x")]
+    if "_exps" in name: seen_exps += 1
+    if len(ne) == 1 or "ffn_gate_inp" in name: want = F32
+    elif name == "token_embd.weight": want = Q8_0 if scheme == "q8_0" else Q6_K
+    elif E == 8 and ("attn_k." in name or "attn_v." in name): want = Q8_0
+    elif E == 8 and "attn_output" in name and scheme in ("q4_k", "q4_k_m"): want = Q6_K
+    elif scheme == "q4_k_m" and ("attn_v" in name or "ffn_down" in name) and more(int(name.split(".")[1])): want = Q6_K
+    else: want = base
+    if want in (Q4_K, Q6_K) and ne[0] % 256: want = Q8_0
+    if t != want: print(f"{name}: type {t}, want {want}")
+if seen_exps != 3 * n: print(f"{seen_exps} expert stacks, want {3 * n}")
+EOF
+  if [ -s "$work/moe-types-bad.txt" ]; then bad "$1 ($2): $(head -3 "$work/moe-types-bad.txt")"; else ok; fi
+}
+mk "$work/moe-small-hf" --format hf --shape small-moe --dtype bf16 --shards 2
+mk "$work/moe-small-bf16.gguf" --format gguf --shape small-moe --dtype bf16
+"$bin" quantize "$work/moe-small-hf" "$work/moe-small-q4km.gguf" --type q4_k_m --quiet || bad "quantize small-moe"
+"$bin" quantize "$work/moe-small-bf16.gguf" "$work/moe-small-q4km-g.gguf" --type q4_k_m --quiet || bad "quantize small-moe GGUF"
+check_moe_types "$work/moe-small-q4km.gguf" q4_k_m 4 16
+check_moe_types "$work/moe-small-q4km-g.gguf" q4_k_m 4 16
+"$dump" "$work/moe-small-q4km.gguf" "$ids" --bin > "$work/moe-q1.logits"
+"$dump" "$work/moe-small-q4km-g.gguf" "$ids" --bin > "$work/moe-q2.logits"
+if [ -s "$work/moe-q1.logits" ] && cmp -s "$work/moe-q1.logits" "$work/moe-q2.logits"; then ok; else bad "quantized from HF and from GGUF differ"; fi
+mk "$work/moe-tiny-bf16-hf" --format hf --dtype bf16
+for t in q4_0 q4_k_m q8_0; do
+  "$bin" quantize "$work/moe-tiny-bf16-hf" "$work/moe-tiny-$t.gguf" --type $t --quiet || bad "quantize tiny-moe $t"
+  check_moe_types "$work/moe-tiny-$t.gguf" $t 2 8
+done
+fresh_copy "$work/moe-tiny-bf16-hf" "$work/moe-q-dense"; edit_config "$work/moe-q-dense" "c['mlp_only_layers']=[0]"
+rm -f "$work/moe-q-dense.gguf"
+"$bin" quantize "$work/moe-q-dense" "$work/moe-q-dense.gguf" --type q8_0 --quiet 2>"$work/moe-err.txt"
+if [ $? -eq 1 ] && grep -q "dense MLP" "$work/moe-err.txt" && [ ! -e "$work/moe-q-dense.gguf" ]; then ok; else bad "quantize of a dense layer in qwen3moe: $(cat "$work/moe-err.txt")"; fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
