@@ -24,7 +24,7 @@ static void usage(FILE *out) {
             "usage: cinfer " CMD " OUT [options]\n\n"
             "Writes a random-weight Qwen3 with the exact layout of the real checkpoints and the real\n"
             "Qwen3 tokenizer (vocabulary 151936). The weights depend only on --seed.\n\n"
-            "  --shape tiny|small|0.6b|4b  sizes (default %s; 0.6b/4b = the real configs)\n"
+            "  --shape tiny|small|0.6b|4b|tiny-moe|small-moe|30b-a3b  sizes (default %s; 0.6b/4b/30b-a3b = the real configs)\n"
             "  --dtype f32|bf16|f16|q8_0   weight type (default %s; q8_0 only with --format gguf)\n"
             "  --format hf|gguf            hf: OUT is a folder with config.json, generation_config.json,\n"
             "                              tokenizer files and safetensors; gguf: OUT is one file laid\n"

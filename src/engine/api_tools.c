@@ -100,23 +100,5 @@ int cinfer_make_test_model(const char *out, const cinfer_test_model_options *o, 
 char *cinfer_test_model_tensor_list(const cinfer_test_model_options *o, cinfer_error *err) {
     ci_test_model_options t;
     if (cinfer_test_model_check(o, err) != CINFER_OK || to_internal(o, "-", &t, err) != CINFER_OK) return NULL;
-    static const char *const STORED[] = {[CI_TM_F32] = "F32", [CI_TM_BF16] = "BF16", [CI_TM_F16] = "F16",
-                                         [CI_TM_Q8_0] = "Q8_0"};
-    bool gguf = t.format == CI_TM_GGUF;
-    ci_test_model_tensor *list;
-    size_t n = ci_test_model_tensors(&t, &list);
-    ci_buf b = {0};
-    for (size_t i = 0; i < n; i++) {
-        const ci_test_model_tensor *x = &list[i];
-        /* GGUF keeps vectors in F32 and lists dimensions innermost first. */
-        const char *dt = x->n_dims == 1 && gguf ? "F32" : STORED[t.dtype];
-        const char *name = gguf ? x->gguf_name : x->hf_name;
-        if (x->n_dims == 2)
-            ci_buf_printf(&b, "%s\t[%llu, %llu]\t%s\n", name, (unsigned long long)x->shape[gguf ? 1 : 0],
-                          (unsigned long long)x->shape[gguf ? 0 : 1], dt);
-        else
-            ci_buf_printf(&b, "%s\t[%llu]\t%s\n", name, (unsigned long long)x->shape[0], dt);
-    }
-    free(list);
-    return ci_buf_take(&b, NULL);
+    return ci_test_model_list_text(&t);
 }

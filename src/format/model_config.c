@@ -20,7 +20,7 @@
  * would overflow buffer arithmetic downstream. */
 #define MAX_HIDDEN (1u << 17)
 #define MAX_INTERMEDIATE (1u << 20)
-#define MAX_LAYERS 1024u
+#define MAX_LAYERS CI_CONFIG_MAX_LAYERS
 #define MAX_HEADS 1024u
 #define MAX_HEAD_DIM 1024u
 #define MAX_VOCAB (1u << 22)
@@ -105,6 +105,8 @@ static json_t *parse_object(const char *json, size_t len, const char *name, cinf
     return root;
 }
 
+static int validate_moe(const ci_model_config *c, const char *name, cinfer_error *err);
+
 int ci_model_config_validate(const ci_model_config *c, const char *name, cinfer_error *err) {
     struct { const char *key; uint32_t v, max; } sizes[] = {
         {"hidden_size", c->hidden_size, MAX_HIDDEN},
@@ -139,7 +141,68 @@ int ci_model_config_validate(const ci_model_config *c, const char *name, cinfer_
     if (c->bos_token_id >= 0 && (uint32_t)c->bos_token_id >= c->vocab_size)
         return ci_error(err, CINFER_ERR_FORMAT, "%s: bos_token_id %d is outside the vocabulary (%u)", name,
                         c->bos_token_id, c->vocab_size);
+    return validate_moe(c, name, err);
+}
+
+bool ci_model_config_layer_is_moe(const ci_model_config *c, uint32_t layer) {
+    if (c->num_experts == 0 || layer >= CI_CONFIG_MAX_LAYERS || c->decoder_sparse_step == 0) return false;
+    if (c->mlp_only_layers[layer / 64] >> (layer % 64) & 1) return false;
+    return (layer + 1) % c->decoder_sparse_step == 0;
+}
+
+static int validate_moe(const ci_model_config *c, const char *name, cinfer_error *err) {
+    if (c->num_experts == 0) return 0;
+    if (c->num_experts > CI_CONFIG_MAX_EXPERTS)
+        return ci_error(err, CINFER_ERR_LIMIT, "%s: \"num_experts\" = %u exceeds the limit of %u", name, c->num_experts,
+                        CI_CONFIG_MAX_EXPERTS);
+    if (c->num_experts_per_tok == 0 || c->num_experts_per_tok > c->num_experts)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: \"num_experts_per_tok\" = %u must be in 1..num_experts (%u)", name,
+                        c->num_experts_per_tok, c->num_experts);
+    if (c->moe_intermediate_size == 0 || c->moe_intermediate_size > MAX_INTERMEDIATE)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: \"moe_intermediate_size\" = %u must be in 1..%u", name,
+                        c->moe_intermediate_size, MAX_INTERMEDIATE);
+    if (c->decoder_sparse_step == 0)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: \"decoder_sparse_step\" must be positive", name);
     return 0;
+}
+
+/* Qwen3MoeConfig's defaults for keys a qwen3_moe config.json leaves out. */
+static void moe_defaults(ci_model_config *c) {
+    c->num_experts = 128;
+    c->num_experts_per_tok = 8;
+    c->moe_intermediate_size = 768;
+    c->norm_topk_prob = false;
+    c->decoder_sparse_step = 1;
+}
+
+static int get_mlp_only_layers(json_t *root, const char *name, ci_model_config *c, cinfer_error *err) {
+    json_t *v = json_object_get(root, "mlp_only_layers");
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_array(v)) return bad_key(err, name, "mlp_only_layers", "must be a list of layer indices");
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) >= (json_int_t)c->num_hidden_layers)
+            return bad_key(err, name, "mlp_only_layers", "holds a value that is not a layer index below num_hidden_layers");
+        json_int_t l = json_integer_value(e);
+        c->mlp_only_layers[l / 64] |= (uint64_t)1 << (l % 64);
+    }
+    return 0;
+}
+
+static int get_moe(json_t *root, const char *name, ci_model_config *c, cinfer_error *err) {
+    if (strcmp(c->model_type, "qwen3_moe") != 0) return 0;
+    moe_defaults(c);
+    int rc;
+    if ((rc = get_u32(root, "num_experts", name, &c->num_experts, false, err)) ||
+        (rc = get_u32(root, "num_experts_per_tok", name, &c->num_experts_per_tok, false, err)) ||
+        (rc = get_u32(root, "moe_intermediate_size", name, &c->moe_intermediate_size, false, err)) ||
+        (rc = get_bool(root, "norm_topk_prob", name, &c->norm_topk_prob, NULL, err)) ||
+        (rc = get_u32(root, "decoder_sparse_step", name, &c->decoder_sparse_step, false, err)))
+        return rc;
+    if (c->num_experts > 0 && c->decoder_sparse_step == 0)
+        return bad_key(err, name, "decoder_sparse_step", "must be positive");
+    return get_mlp_only_layers(root, name, c, err);
 }
 
 static void config_defaults(ci_model_config *c) {
@@ -173,6 +236,12 @@ int ci_model_config_parse(const char *json, size_t len, const char *name, ci_mod
         (rc = get_bool(root, "attention_bias", name, &c->attention_bias, NULL, err)) ||
         (rc = get_eos(root, name, c->eos_token_ids, &c->n_eos, err)))
         goto done;
+    if (c->num_hidden_layers > MAX_LAYERS) {
+        rc = ci_error(err, CINFER_ERR_LIMIT, "%s: \"num_hidden_layers\" = %u exceeds the limit of %u", name,
+                      c->num_hidden_layers, MAX_LAYERS);
+        goto done;
+    }
+    if ((rc = get_moe(root, name, c, err))) goto done;
     c->num_key_value_heads = c->num_attention_heads;
     if ((rc = get_u32(root, "num_key_value_heads", name, &c->num_key_value_heads, false, err))) goto done;
     /* Qwen2 configs have no head_dim; transformers derives it. */
@@ -245,9 +314,15 @@ int ci_model_config_from_gguf(const ci_gguf_file *f, ci_model_config *c, cinfer_
     c->model_type[arch.len] = '\0';
     char key[96];
 #define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, c->model_type), key)
+    /* llama.cpp's qwen3moe: every layer is sparse, the top-k weights are
+     * always renormalised (build_moe_ffn with norm_w = true). */
+    bool moe = strcmp(c->model_type, "qwen3moe") == 0;
     struct { const char *suffix; uint32_t *dst; bool required; } u32s[] = {
         {"embedding_length", &c->hidden_size, true},
-        {"feed_forward_length", &c->intermediate_size, true},
+        {"feed_forward_length", &c->intermediate_size, !moe},
+        {"expert_count", &c->num_experts, moe},
+        {"expert_used_count", &c->num_experts_per_tok, moe},
+        {"expert_feed_forward_length", &c->moe_intermediate_size, false},
         {"block_count", &c->num_hidden_layers, true},
         {"attention.head_count", &c->num_attention_heads, true},
         {"context_length", &c->max_position_embeddings, false},
@@ -256,6 +331,16 @@ int ci_model_config_from_gguf(const ci_gguf_file *f, ci_model_config *c, cinfer_
         snprintf(key, sizeof key, "%s.%s", c->model_type, u32s[i].suffix);
         if (!ci_gguf_get_u32(f, key, u32s[i].dst) && u32s[i].required)
             return ci_error(err, CINFER_ERR_FORMAT, "%s: metadata %s missing or not an unsigned integer", f->path, key);
+    }
+    if (moe) {
+        if (c->num_experts == 0)
+            return ci_error(err, CINFER_ERR_FORMAT, "%s: metadata %s.expert_count must be positive", f->path, c->model_type);
+        /* llama.cpp: n_ff_exp defaults to n_ff / n_expert_used */
+        if (c->moe_intermediate_size == 0 && c->num_experts_per_tok)
+            c->moe_intermediate_size = c->intermediate_size / c->num_experts_per_tok;
+        if (c->intermediate_size == 0) c->intermediate_size = c->moe_intermediate_size; /* unused: no dense layer */
+        c->norm_topk_prob = true;
+        c->decoder_sparse_step = 1;
     }
     c->num_key_value_heads = c->num_attention_heads;
     ci_gguf_get_u32(f, ARCH_KEY("attention.head_count_kv"), &c->num_key_value_heads);

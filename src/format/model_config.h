@@ -3,7 +3,7 @@
  * config.json (transformers 4.x keys `torch_dtype`, `rope_theta`,
  * `rope_scaling`, and transformers 5 keys `dtype`,
  * `rope_parameters{rope_theta, rope_type}`) or from GGUF metadata
- * (`qwen3.*`), plus generation_config.json sampling defaults.
+ * (`qwen3.*`, `qwen3moe.*`), plus generation_config.json sampling defaults.
  *
  * Every value is checked against sane bounds (positive, heads dividing
  * evenly, sizes below generous maxima) so the engine can size buffers from
@@ -19,6 +19,8 @@
 #include <stdint.h>
 
 #define CI_CONFIG_MAX_EOS 8
+#define CI_CONFIG_MAX_LAYERS 1024u
+#define CI_CONFIG_MAX_EXPERTS 1024u
 
 typedef struct ci_model_config {
     char model_type[32];      /* "qwen3", "qwen2", "llama", ... */
@@ -40,7 +42,20 @@ typedef struct ci_model_config {
     int32_t bos_token_id;         /* -1 when absent */
     int32_t eos_token_ids[CI_CONFIG_MAX_EOS];
     int n_eos;
+    /* Mixture of experts (Qwen3MoeForCausalLM / GGUF qwen3moe); num_experts 0
+     * for dense models. A layer is sparse when it is not in mlp_only_layers
+     * and (layer + 1) % decoder_sparse_step == 0 (transformers' rule); its
+     * experts are SwiGLU MLPs of moe_intermediate_size. */
+    uint32_t num_experts;
+    uint32_t num_experts_per_tok;
+    uint32_t moe_intermediate_size;
+    bool norm_topk_prob;
+    uint32_t decoder_sparse_step;
+    uint64_t mlp_only_layers[CI_CONFIG_MAX_LAYERS / 64]; /* bit set per dense layer */
 } ci_model_config;
+
+/* Whether `layer` has a routed-experts MLP (see above). */
+bool ci_model_config_layer_is_moe(const ci_model_config *cfg, uint32_t layer);
 
 /* `path` is config.json or a folder holding it. */
 int ci_model_config_load(const char *path, ci_model_config *cfg, cinfer_error *err);

@@ -42,9 +42,12 @@ typedef struct ci_test_model_shape {
     uint32_t max_position_embeddings;
     double rope_theta;
     uint32_t vocab_size;
+    /* Mixture of experts (Qwen3MoeForCausalLM / qwen3moe), every layer
+     * sparse; num_experts 0 for dense shapes. */
+    uint32_t num_experts, experts_per_tok, moe_intermediate_size;
 } ci_test_model_shape;
 
-/* "tiny", "small", "0.6b", "4b"; NULL when unknown. */
+/* "tiny", "small", "0.6b", "4b", "tiny-moe", "small-moe", "30b-a3b"; NULL when unknown. */
 const ci_test_model_shape *ci_test_model_shape_get(const char *name);
 
 typedef enum ci_test_model_dtype { CI_TM_F32, CI_TM_BF16, CI_TM_F16, CI_TM_Q8_0 } ci_test_model_dtype;
@@ -52,12 +55,17 @@ typedef enum ci_test_model_format { CI_TM_HF, CI_TM_GGUF } ci_test_model_format;
 /* LINEAR_OUT: projections whose output is added to the residual stream (o_proj, down_proj). */
 typedef enum ci_test_model_kind { CI_TM_EMBED, CI_TM_LINEAR, CI_TM_LINEAR_OUT, CI_TM_NORM } ci_test_model_kind;
 
+/* A 3-D tensor is a stack of experts (GGUF ffn_{gate,up,down}_exps):
+ * shape [E, out, in]; its hf_name and value_name hold one "%u" for the
+ * expert, HF stores expert e as the 2-D tensor printf(hf_name, e), and the
+ * values of expert e are those of that 2-D tensor (index from 0 per expert),
+ * so the two layouts carry the same numbers. */
 typedef struct ci_test_model_tensor {
     char hf_name[80];
     char gguf_name[48];
     char value_name[80];  /* whose values it holds (tied lm_head: the embedding) */
-    uint32_t n_dims;      /* 1 or 2 */
-    uint64_t shape[2];    /* PyTorch order: [out, in] or [n] */
+    uint32_t n_dims;      /* 1, 2, or 3 (expert stack) */
+    uint64_t shape[3];    /* PyTorch order: [out, in] or [n] or [E, out, in] */
     ci_test_model_kind kind;
 } ci_test_model_tensor;
 
@@ -75,9 +83,15 @@ typedef struct ci_test_model_options {
 } ci_test_model_options;
 
 /* The tensors of a checkpoint in model (module) order. For GGUF the list
- * follows llama.cpp's converter: a tied model has no output.weight.
+ * follows llama.cpp's converter: a tied model has no output.weight. MoE
+ * shapes list their experts as 3-D stacks (see above) for GGUF and as
+ * each expert's 2-D tensors for HF.
  * Caller frees *out. */
 size_t ci_test_model_tensors(const ci_test_model_options *o, ci_test_model_tensor **out);
+
+/* `--list`: one line per tensor, "name\t[dims]\ttype", dims as the format
+ * lists them (GGUF innermost first), the type as stored. Caller frees. */
+char *ci_test_model_list_text(const ci_test_model_options *o);
 
 /* Element values (see the top of this file). */
 void ci_test_model_fill(uint64_t seed, const ci_test_model_tensor *t, uint64_t start, size_t count, float *out);
@@ -92,6 +106,7 @@ typedef struct ci_qwen3_gguf_meta {
     uint32_t layers, context_length, hidden, intermediate, heads, kv_heads, head_dim, vocab_size;
     double rope_theta, rms_eps;
     uint32_t file_type;        /* general.file_type (CI_GGUF_FTYPE_*) */
+    uint32_t experts, experts_used, expert_intermediate; /* > 0: arch qwen3moe */
     bool has_seed;             /* test models: general.seed */
     uint64_t seed;
 } ci_qwen3_gguf_meta;

@@ -18,6 +18,7 @@ typedef struct tensor_ref {
     uint32_t n_dims;
     uint64_t rows;   /* PyTorch shape[0] (outer) for 2-D; 1 for 1-D */
     uint64_t cols;   /* innermost dimension */
+    uint64_t mats;   /* 3-D GGUF stacks (experts): outermost dimension; else 1 */
 } tensor_ref;
 
 static bool st_lookup(const qwen3_checkpoint *ck, const char *name, tensor_ref *r) {
@@ -30,6 +31,7 @@ static bool st_lookup(const qwen3_checkpoint *ck, const char *name, tensor_ref *
     case CI_ST_BF16: r->type = CI_WT_BF16, r->type_known = true; break;
     default: break;
     }
+    r->mats = 1;
     if (t->n_dims == 1) r->rows = 1, r->cols = t->shape[0];
     else if (t->n_dims == 2) r->rows = t->shape[0], r->cols = t->shape[1];
     return true;
@@ -51,8 +53,10 @@ static bool gguf_lookup(const qwen3_checkpoint *ck, const char *name, tensor_ref
     default: break;
     }
     /* GGUF lists dims innermost first: ne = {in, out}. */
+    r->mats = 1;
     if (t->n_dims == 1) r->rows = 1, r->cols = t->ne[0];
     else if (t->n_dims == 2) r->rows = t->ne[1], r->cols = t->ne[0];
+    else if (t->n_dims == 3) r->rows = t->ne[1], r->cols = t->ne[0], r->mats = t->ne[2];
     return true;
 }
 
@@ -77,6 +81,41 @@ static int load_matrix(const qwen3_checkpoint *ck, const char *name, uint64_t ro
         return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s: %llu columns are not a multiple of %d, the %s block size",
                         file_name(ck), name, (unsigned long long)cols, ci_wtype_block_size(r.type), r.type_name);
     *w = (ci_weight){.data = r.data, .type = r.type, .rows = (int)rows, .cols = (int)cols};
+    return CINFER_OK;
+}
+
+/* Experts of one projection: E HF tensors (name_fmt takes the layer and the
+ * expert), or one GGUF stack [E][rows][cols] whose expert e is a row slice. */
+static int load_experts(const qwen3_checkpoint *ck, const char *name_fmt, int layer, uint64_t E, uint64_t rows,
+                        uint64_t cols, ci_weight *w, cinfer_error *err) {
+    char name[128];
+    if (!ck->is_gguf) {
+        for (uint64_t e = 0; e < E; e++) {
+            snprintf(name, sizeof name, name_fmt, layer, (int)e);
+            int rc = load_matrix(ck, name, rows, cols, &w[e], err);
+            if (rc) return rc;
+        }
+        return CINFER_OK;
+    }
+    snprintf(name, sizeof name, name_fmt, layer);
+    tensor_ref r;
+    if (!lookup(ck, name, &r)) return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s is missing", file_name(ck), name);
+    if (!r.type_known)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s has type %s, which cinfer does not compute with",
+                        file_name(ck), name, r.type_name);
+    if (r.n_dims != 3 || r.mats != E || r.rows != rows || r.cols != cols)
+        return ci_error(err, CINFER_ERR_FORMAT,
+                        "%s: tensor %s has shape [%llu, %llu, %llu] (%u dims); the config implies %llu experts of [%llu, %llu]",
+                        file_name(ck), name, (unsigned long long)r.mats, (unsigned long long)r.rows,
+                        (unsigned long long)r.cols, r.n_dims, (unsigned long long)E, (unsigned long long)rows,
+                        (unsigned long long)cols);
+    size_t row_bytes = ci_row_bytes(r.type, (size_t)cols);
+    if (row_bytes == 0)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s: %llu columns are not a multiple of %d, the %s block size",
+                        file_name(ck), name, (unsigned long long)cols, ci_wtype_block_size(r.type), r.type_name);
+    for (uint64_t e = 0; e < E; e++)
+        w[e] = (ci_weight){.data = (const uint8_t *)r.data + (size_t)e * (size_t)rows * row_bytes, .type = r.type,
+                           .rows = (int)rows, .cols = (int)cols};
     return CINFER_OK;
 }
 
@@ -107,6 +146,13 @@ static const names HF_NAMES = {
      "model.layers.%d.mlp.gate_proj.weight", "model.layers.%d.mlp.up_proj.weight",
      "model.layers.%d.mlp.down_proj.weight"}};
 
+/* Sparse layers: router, then the experts' gate, up, down (HF: per expert). */
+static const char *const HF_MOE_NAMES[4] = {
+    "model.layers.%d.mlp.gate.weight", "model.layers.%d.mlp.experts.%d.gate_proj.weight",
+    "model.layers.%d.mlp.experts.%d.up_proj.weight", "model.layers.%d.mlp.experts.%d.down_proj.weight"};
+static const char *const GGUF_MOE_NAMES[4] = {"blk.%d.ffn_gate_inp.weight", "blk.%d.ffn_gate_exps.weight",
+                                               "blk.%d.ffn_up_exps.weight", "blk.%d.ffn_down_exps.weight"};
+
 static const names GGUF_NAMES = {
     "token_embd.weight", "output.weight", "output_norm.weight",
     {"blk.%d.attn_norm.weight", "blk.%d.attn_q_norm.weight", "blk.%d.attn_k_norm.weight", "blk.%d.ffn_norm.weight",
@@ -114,9 +160,13 @@ static const names GGUF_NAMES = {
      "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight"}};
 
 static int hparams_from_config(const ci_model_config *c, const char *name, qwen3_hparams *hp, cinfer_error *err) {
-    if (strcmp(c->model_type, "qwen3") != 0)
-        return ci_error(err, CINFER_ERR_FORMAT, "%s: model_type \"%s\" is not supported (cinfer runs dense Qwen3: \"qwen3\")",
-                        name, c->model_type);
+    bool moe_type = !strcmp(c->model_type, "qwen3_moe") || !strcmp(c->model_type, "qwen3moe");
+    if (strcmp(c->model_type, "qwen3") != 0 && !moe_type)
+        return ci_error(err, CINFER_ERR_FORMAT,
+                        "%s: model_type \"%s\" is not supported (cinfer runs Qwen3: \"qwen3\", \"qwen3_moe\")", name,
+                        c->model_type);
+    if (!moe_type && c->num_experts)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: experts in a dense \"%s\" config", name, c->model_type);
     if (c->attention_bias)
         return ci_error(err, CINFER_ERR_FORMAT, "%s: attention_bias=true is not a Qwen3 dense layout", name);
     if (strcmp(c->rope_type, "default") != 0 && c->rope_type[0])
@@ -135,6 +185,10 @@ static int hparams_from_config(const ci_model_config *c, const char *name, qwen3
         .rms_eps = (float)c->rms_norm_eps,
         .rope_theta = c->rope_theta,
         .max_positions = (int)c->max_position_embeddings,
+        .n_experts = (int)c->num_experts,
+        .n_experts_used = (int)c->num_experts_per_tok,
+        .expert_intermediate = (int)c->moe_intermediate_size,
+        .norm_topk_prob = c->norm_topk_prob,
     };
     return CINFER_OK;
 }
@@ -178,10 +232,14 @@ static void pack_weights(qwen3_model *m) {
             int rows[3] = {L->wq.rows, L->wk.rows, L->wv.rows};
             L->p_qkv = ci_pack_weights(3, w, rows, L->wq.type, L->wq.cols);
         }
-        if (L->w_gate.type == L->w_up.type) {
+        if (!L->moe && L->w_gate.type == L->w_up.type) {
             const void *w[2] = {L->w_gate.data, L->w_up.data};
             int rows[2] = {L->w_gate.rows, L->w_up.rows};
             L->p_gate_up = ci_pack_weights(2, w, rows, L->w_gate.type, L->w_gate.cols);
+        }
+        if (L->moe) {
+            L->p_o = ci_pack_weights(1, &L->wo.data, &L->wo.rows, L->wo.type, L->wo.cols);
+            continue; /* experts stay in the mapped file: no second resident copy */
         }
         L->p_o = ci_pack_weights(1, &L->wo.data, &L->wo.rows, L->wo.type, L->wo.cols);
         L->p_down = ci_pack_weights(1, &L->w_down.data, &L->w_down.rows, L->w_down.type, L->w_down.cols);
@@ -206,6 +264,7 @@ int qwen3_checkpoint_open(const char *path, qwen3_checkpoint *ck, ci_load_progre
     size_t per_layer_norms = 2 * (size_t)H + 2 * (size_t)d;
     ck->norms = ci_malloc(((size_t)hp->n_layers * per_layer_norms + (size_t)H) * sizeof(float));
     ck->model.w.layers = ci_calloc((size_t)hp->n_layers, sizeof(qwen3_layer));
+    if (hp->n_experts > 0) ck->experts = ci_calloc((size_t)hp->n_layers * 3 * (size_t)hp->n_experts, sizeof(ci_weight));
     qwen3_weights *w = &ck->model.w;
     size_t total = (size_t)hp->n_layers + 2, done = 0;
 
@@ -232,9 +291,25 @@ int qwen3_checkpoint_open(const char *path, qwen3_checkpoint *ck, ci_load_progre
         if ((rc = load_vector(ck, name[0], H, attn_norm, err)) || (rc = load_vector(ck, name[1], d, q_norm, err)) ||
             (rc = load_vector(ck, name[2], d, k_norm, err)) || (rc = load_vector(ck, name[3], H, ffn_norm, err)) ||
             (rc = load_matrix(ck, name[4], qdim, H, &L->wq, err)) || (rc = load_matrix(ck, name[5], kvdim, H, &L->wk, err)) ||
-            (rc = load_matrix(ck, name[6], kvdim, H, &L->wv, err)) || (rc = load_matrix(ck, name[7], H, qdim, &L->wo, err)) ||
-            (rc = load_matrix(ck, name[8], I, H, &L->w_gate, err)) || (rc = load_matrix(ck, name[9], I, H, &L->w_up, err)) ||
-            (rc = load_matrix(ck, name[10], H, I, &L->w_down, err)))
+            (rc = load_matrix(ck, name[6], kvdim, H, &L->wv, err)) || (rc = load_matrix(ck, name[7], H, qdim, &L->wo, err)))
+            break;
+        L->moe = ci_model_config_layer_is_moe(&ck->config, (uint32_t)l);
+        if (L->moe) {
+            const char *const *mn = ck->is_gguf ? GGUF_MOE_NAMES : HF_MOE_NAMES;
+            uint64_t E = (uint64_t)hp->n_experts, Ie = (uint64_t)hp->expert_intermediate;
+            char router[96];
+            snprintf(router, sizeof router, mn[0], l);
+            L->exp_gate = ck->experts + (size_t)l * 3 * E;
+            L->exp_up = L->exp_gate + E;
+            L->exp_down = L->exp_up + E;
+            if ((rc = load_matrix(ck, router, E, H, &L->router, err)) ||
+                (rc = load_experts(ck, mn[1], l, E, Ie, H, L->exp_gate, err)) ||
+                (rc = load_experts(ck, mn[2], l, E, Ie, H, L->exp_up, err)) ||
+                (rc = load_experts(ck, mn[3], l, E, H, Ie, L->exp_down, err)))
+                break;
+        } else if ((rc = load_matrix(ck, name[8], I, H, &L->w_gate, err)) ||
+                   (rc = load_matrix(ck, name[9], I, H, &L->w_up, err)) ||
+                   (rc = load_matrix(ck, name[10], H, I, &L->w_down, err)))
             break;
         L->attn_norm = attn_norm;
         L->q_norm = q_norm;
@@ -263,6 +338,7 @@ void qwen3_checkpoint_close(qwen3_checkpoint *ck) {
     if (ck->gguf) ci_gguf_close(ck->gguf);
     free(ck->norms);
     free(ck->model.w.layers);
+    free(ck->experts);
     free(ck->path);
     *ck = (qwen3_checkpoint){0};
 }

@@ -4,7 +4,8 @@
  * Accepted: a Hugging Face folder (config.json, generation_config.json,
  * model.safetensors or sharded model-*.safetensors + index), a single
  * .safetensors file next to its config.json, or a GGUF file written by
- * llama.cpp's converter (arch "qwen3"). Matrices stay in the memory-mapped
+ * llama.cpp's converter (arch "qwen3" or "qwen3moe"; the HF config
+ * Qwen3ForCausalLM or Qwen3MoeForCausalLM). Matrices stay in the memory-mapped
  * files in their stored type (BF16, F16, F32, Q8_0, Q4_0, Q4_K, Q6_K); only the small
  * norm vectors are converted to fp32 copies. Every tensor the config implies
  * is checked for presence, shape and type before the model is usable, and
@@ -28,6 +29,7 @@ typedef struct qwen3_checkpoint {
     ci_st_model *safetensors;
     ci_gguf_file *gguf;
     float *norms;                     /* fp32 copies of all norm vectors */
+    ci_weight *experts;               /* [n_layers][gate, up, down][E] expert views (MoE) */
 } qwen3_checkpoint;
 
 /* progress(user, done, total) is called while tensors are checked (may be NULL). */

@@ -42,11 +42,17 @@ const char *ci_quant_scheme_name(ci_quant_scheme s) { return (unsigned)s < CI_QS
 static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 ci_wtype ci_quant_pick_type(ci_quant_scheme s, const char *name, uint64_t cols, bool has_output, int i_attn_v,
-                            int n_attn_v, int i_ffn_down, int n_ffn_down, bool *fallback) {
+                            int n_attn_v, int i_ffn_down, int n_ffn_down, int n_experts, bool *fallback) {
     static const ci_wtype BASE[CI_QS_COUNT] = {CI_WT_Q8_0, CI_WT_Q4_0, CI_WT_Q4_K, CI_WT_Q6_K, CI_WT_Q4_K};
     ci_wtype t = BASE[s];
     *fallback = false;
-    if (!strcmp(name, "output.weight") || (!has_output && !strcmp(name, "token_embd.weight"))) {
+    bool k4 = s == CI_QS_Q4_K || s == CI_QS_Q4_K_M;
+    if (n_experts == 8 && (strstr(name, "attn_v.weight") || strstr(name, "attn_k.weight"))) {
+        t = CI_WT_Q8_0; /* llama.cpp's rule for 8-expert models */
+    } else if (n_experts == 8 && k4 && strstr(name, "attn_output.weight")) {
+        t = CI_WT_Q6_K; /* llama.cpp: Q5_K, which cinfer lacks: one step more bits */
+        *fallback = true;
+    } else if (!strcmp(name, "output.weight") || (!has_output && !strcmp(name, "token_embd.weight"))) {
         if (cols % (uint64_t)ci_wtype_block_size(t) != 0) t = CI_WT_Q8_0;
         else if (t != CI_WT_Q8_0) t = CI_WT_Q6_K;
     } else if (s == CI_QS_Q4_K_M && strstr(name, "attn_v.weight")) {
@@ -55,7 +61,7 @@ ci_wtype ci_quant_pick_type(ci_quant_scheme s, const char *name, uint64_t cols, 
         if (use_more_bits(i_ffn_down, n_ffn_down)) t = CI_WT_Q6_K;
     }
     if (cols % (uint64_t)ci_wtype_block_size(t) != 0) {
-        *fallback = true;
+        *fallback = true; /* rows of 32 fit Q8_0, so the 8-expert Q8_0 choices never land here */
         if (t == CI_WT_Q4_K || t == CI_WT_Q6_K) t = CI_WT_Q8_0;
         if (cols % (uint64_t)ci_wtype_block_size(t) != 0) t = CI_WT_F16;
     }
@@ -67,6 +73,10 @@ ci_wtype ci_quant_pick_type(ci_quant_scheme s, const char *name, uint64_t cols, 
 typedef struct qtensor {
     char name[96];          /* GGUF name */
     const uint8_t *data;
+    /* HF experts: a GGUF stack [n_parts][rows / n_parts][cols] read from
+     * n_parts separate tensors (data unused); 0 otherwise */
+    const uint8_t **parts;
+    uint64_t n_parts;
     uint32_t n_dims;
     uint64_t ne[CI_GGUF_MAX_DIMS]; /* innermost first */
     uint64_t rows, cols;    /* cols = ne[0], rows = the product of the others */
@@ -93,6 +103,7 @@ typedef struct plan {
 static void plan_free(plan *p) {
     if (p->gguf) ci_gguf_close(p->gguf);
     if (p->st) ci_st_model_close(p->st);
+    for (size_t i = 0; p->t && i < p->n; i++) free(p->t[i].parts);
     free(p->dir);
     free(p->t);
 }
@@ -144,8 +155,8 @@ static int plan_gguf(plan *p, cinfer_error *err) {
         q->in_ggml = g->type;
         q->in_bytes = g->n_bytes;
         q->readable = wtype_of_ggml(g->type, &q->in_type);
-        /* llama.cpp quantizes the tensors named *weight with 2+ dims */
-        q->quantize = g->n_dims >= 2 && ends_with(g->name, "weight");
+        /* llama.cpp quantizes the tensors named *weight with 2+ dims, except the MoE router */
+        q->quantize = g->n_dims >= 2 && ends_with(g->name, "weight") && !strstr(g->name, "ffn_gate_inp.weight");
         if (q->quantize && !q->readable) {
             const ci_ggml_type_info *ti = ci_ggml_type_get(g->type);
             return ci_error(err, CINFER_ERR_FORMAT,
@@ -156,19 +167,52 @@ static int plan_gguf(plan *p, cinfer_error *err) {
     return 0;
 }
 
+/* An HF tensor with a checked shape and a dtype cinfer reads. */
+static int find_hf(const plan *p, const char *name, uint32_t n_dims, const uint64_t *shape, ci_wtype *type,
+                   const ci_st_tensor **out, cinfer_error *err) {
+    const ci_st_tensor *s = ci_st_model_find(p->st, name);
+    if (!s)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s is missing%s", p->in, name,
+                        strcmp(name, "lm_head.weight") ? "" : " and tie_word_embeddings is false");
+    bool shape_ok = s->n_dims == n_dims && s->shape[0] == shape[0] && (n_dims == 1 || s->shape[1] == shape[1]);
+    if (!shape_ok)
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s has %u dims [%llu, %llu]; config.json implies [%llu, %llu]",
+                        s->file, name, s->n_dims, (unsigned long long)s->shape[0],
+                        (unsigned long long)(s->n_dims > 1 ? s->shape[1] : 0), (unsigned long long)shape[0],
+                        (unsigned long long)(n_dims > 1 ? shape[1] : 0));
+    switch (s->dtype) {
+    case CI_ST_F32: *type = CI_WT_F32; break;
+    case CI_ST_F16: *type = CI_WT_F16; break;
+    case CI_ST_BF16: *type = CI_WT_BF16; break;
+    default:
+        return ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s has dtype %s (F32, F16 or BF16 expected)", s->file, name,
+                        ci_st_dtype_name(s->dtype));
+    }
+    *out = s;
+    return 0;
+}
+
 static int plan_hf(plan *p, cinfer_error *err) {
     p->dir = ci_is_directory(p->in) ? ci_strdup(p->in) : ci_path_folder(p->in);
     int rc = ci_model_config_load(p->dir, &p->config, err);
     if (rc) return rc;
     const ci_model_config *c = &p->config;
-    if (strcmp(c->model_type, "qwen3") != 0)
-        return ci_error(err, CINFER_ERR_FORMAT, "%s: model_type \"%s\" is not supported (cinfer quantizes dense Qwen3)",
-                        p->dir, c->model_type);
+    if (strcmp(c->model_type, "qwen3") != 0 && strcmp(c->model_type, "qwen3_moe") != 0)
+        return ci_error(err, CINFER_ERR_FORMAT,
+                        "%s: model_type \"%s\" is not supported (cinfer quantizes Qwen3: \"qwen3\", \"qwen3_moe\")", p->dir,
+                        c->model_type);
+    /* GGUF qwen3moe has no dense layers (llama.cpp makes every layer sparse) */
+    for (uint32_t l = 0; c->num_experts && l < c->num_hidden_layers; l++)
+        if (!ci_model_config_layer_is_moe(c, l))
+            return ci_error(err, CINFER_ERR_FORMAT,
+                            "%s: layer %u has a dense MLP (mlp_only_layers / decoder_sparse_step); GGUF qwen3moe cannot "
+                            "hold it", p->dir, l);
     if (!(p->st = ci_st_model_open(p->in, err))) return err ? err->code : CINFER_ERR_FORMAT;
     /* The tensors and names llama.cpp's converter writes for this config. */
     ci_test_model_shape shape = {"", c->hidden_size, c->intermediate_size, c->num_hidden_layers,
                                  c->num_attention_heads, c->num_key_value_heads, c->head_dim,
-                                 c->max_position_embeddings, c->rope_theta, c->vocab_size};
+                                 c->max_position_embeddings, c->rope_theta, c->vocab_size, c->num_experts,
+                                 c->num_experts_per_tok, c->moe_intermediate_size};
     ci_test_model_options o = {.shape = &shape, .format = CI_TM_GGUF, .untied = !c->tie_word_embeddings};
     ci_test_model_tensor *list;
     p->n = ci_test_model_tensors(&o, &list);
@@ -177,39 +221,38 @@ static int plan_hf(plan *p, cinfer_error *err) {
         const ci_test_model_tensor *e = &list[i];
         qtensor *q = &p->t[i];
         snprintf(q->name, sizeof q->name, "%s", e->gguf_name);
-        const ci_st_tensor *s = ci_st_model_find(p->st, e->hf_name);
-        if (!s) {
-            rc = ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s is missing%s", p->in, e->hf_name,
-                          strcmp(e->hf_name, "lm_head.weight") ? "" : " and tie_word_embeddings is false");
-            break;
-        }
-        bool shape_ok = s->n_dims == e->n_dims && s->shape[0] == e->shape[0] && (e->n_dims == 1 || s->shape[1] == e->shape[1]);
-        if (!shape_ok) {
-            rc = ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s has %u dims [%llu, %llu]; config.json implies [%llu, %llu]",
-                          s->file, e->hf_name, s->n_dims, (unsigned long long)s->shape[0],
-                          (unsigned long long)(s->n_dims > 1 ? s->shape[1] : 0), (unsigned long long)e->shape[0],
-                          (unsigned long long)e->shape[1]);
-            break;
-        }
-        switch (s->dtype) {
-        case CI_ST_F32: q->in_type = CI_WT_F32; break;
-        case CI_ST_F16: q->in_type = CI_WT_F16; break;
-        case CI_ST_BF16: q->in_type = CI_WT_BF16; break;
-        default:
-            rc = ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s has dtype %s (F32, F16 or BF16 expected)", s->file,
-                          e->hf_name, ci_st_dtype_name(s->dtype));
-            continue;
-        }
-        q->readable = true;
-        q->data = s->data;
         q->n_dims = e->n_dims;
         for (int d = 0; d < CI_GGUF_MAX_DIMS; d++) q->ne[d] = 1;
-        q->ne[0] = e->n_dims == 2 ? e->shape[1] : e->shape[0];
-        q->ne[1] = e->n_dims == 2 ? e->shape[0] : 1;
+        for (uint32_t d = 0; d < e->n_dims; d++) q->ne[d] = e->shape[e->n_dims - 1 - d];
         q->cols = q->ne[0];
-        q->rows = q->ne[1];
-        q->in_bytes = s->n_bytes;
-        q->quantize = e->n_dims == 2;
+        q->rows = e->n_dims == 1 ? 1 : e->n_dims == 2 ? e->shape[0] : e->shape[0] * e->shape[1];
+        /* the MoE router stays F32, as llama.cpp's converter and llama-quantize keep it */
+        q->quantize = e->n_dims >= 2 && !strstr(e->gguf_name, "ffn_gate_inp.weight");
+        q->readable = true;
+        if (e->n_dims < 3) {
+            uint64_t dims[2] = {e->shape[0], e->n_dims == 2 ? e->shape[1] : 0};
+            const ci_st_tensor *st;
+            rc = find_hf(p, e->hf_name, e->n_dims, dims, &q->in_type, &st, err);
+            if (!rc) q->data = st->data, q->in_bytes = st->n_bytes;
+            continue;
+        }
+        /* an expert stack: expert x is its own HF tensor */
+        q->n_parts = e->shape[0];
+        q->parts = ci_calloc((size_t)q->n_parts, sizeof *q->parts);
+        for (uint64_t x = 0; x < q->n_parts && !rc; x++) {
+            char name[96];
+            snprintf(name, sizeof name, e->hf_name, (unsigned)x);
+            const ci_st_tensor *st;
+            ci_wtype t;
+            rc = find_hf(p, name, 2, e->shape + 1, &t, &st, err);
+            if (!rc && x > 0 && t != q->in_type)
+                rc = ci_error(err, CINFER_ERR_FORMAT, "%s: tensor %s has dtype %s, unlike expert 0's", st->file, name,
+                              ci_st_dtype_name(st->dtype));
+            if (rc) break;
+            q->in_type = t;
+            q->parts[x] = st->data;
+            q->in_bytes += st->n_bytes;
+        }
     }
     free(list);
     return rc;
@@ -227,7 +270,7 @@ static void choose_types(plan *p, ci_quant_scheme scheme) {
         qtensor *q = &p->t[i];
         if (!q->quantize) continue;
         q->out_type = ci_quant_pick_type(scheme, q->name, q->cols, has_output, i_attn_v, n_attn_v, i_ffn_down,
-                                         n_ffn_down, &q->fallback);
+                                         n_ffn_down, (int)p->config.num_experts, &q->fallback);
         i_attn_v += strstr(q->name, "attn_v.weight") != NULL;
         i_ffn_down += strstr(q->name, "ffn_down") != NULL;
     }
@@ -270,6 +313,7 @@ static int write_metadata(ci_gguf_writer *w, const plan *p, ci_quant_scheme s, c
         .hidden = c->hidden_size, .intermediate = c->intermediate_size, .heads = c->num_attention_heads,
         .kv_heads = c->num_key_value_heads, .head_dim = c->head_dim, .vocab_size = c->vocab_size,
         .rope_theta = c->rope_theta, .rms_eps = c->rms_norm_eps, .file_type = file_type_of(s),
+        .experts = c->num_experts, .experts_used = c->num_experts_per_tok, .expert_intermediate = c->moe_intermediate_size,
     };
     return ci_gguf_write_qwen3_metadata(w, &meta, p->dir, err);
 }
@@ -288,6 +332,12 @@ typedef struct rows_job {
     int64_t bad_row;        /* first row with a non-finite value, -1 */
 } rows_job;
 
+static const uint8_t *row_data(const qtensor *q, uint64_t row, size_t row_bytes) {
+    if (!q->parts) return q->data + row * row_bytes;
+    uint64_t per = q->rows / q->n_parts;
+    return q->parts[row / per] + (row % per) * row_bytes;
+}
+
 #define ROWS_PER_TASK 4 /* small tasks balance rows of uneven cost */
 
 static void convert_task(void *ctx, int task, int thread) {
@@ -297,7 +347,7 @@ static void convert_task(void *ctx, int task, int thread) {
     const size_t r0 = (size_t)task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK < j->nrows ? r0 + ROWS_PER_TASK : j->nrows;
     for (size_t r = r0; r < r1; r++) {
         const uint64_t row = j->r0 + r;
-        ci_dequantize_row(f, j->q->data + row * j->in_rb, j->q->in_type, cols);
+        ci_dequantize_row(f, row_data(j->q, row, j->in_rb), j->q->in_type, cols);
         bool finite = true;
         for (size_t k = 0; k < cols; k++) finite &= isfinite(f[k]) != 0;
         if (!finite && (j->bad[thread] < 0 || (int64_t)row < j->bad[thread])) j->bad[thread] = (int64_t)row;
@@ -323,7 +373,8 @@ static int write_tensor(ci_gguf_writer *w, const plan *p, const qtensor *q, uint
                         ci_quantize_progress progress, void *user, cinfer_error *err) {
     /* copied as stored: GGUF vectors, HF F32 vectors, and GGUF matrices that
      * already have their type (requantizing would only lose precision) */
-    if ((!q->quantize && (p->is_gguf || q->in_type == CI_WT_F32)) || (q->quantize && p->is_gguf && q->in_type == q->out_type)) {
+    if ((!q->quantize && (p->is_gguf || q->in_type == CI_WT_F32) && !q->parts) ||
+        (q->quantize && p->is_gguf && q->in_type == q->out_type)) {
         int rc = ci_gguf_writer_write(w, q->data, q->in_bytes, err);
         *done += q->in_bytes;
         if (progress) progress(user, q->name, q->in_type, *done, total);

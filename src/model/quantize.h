@@ -13,6 +13,12 @@
  *    use_more_bits(i, n) = i < n/8 || i ≥ 7n/8 || (i - n/8) % 3 == 2 get
  *    Q6_K, all other matrices Q4_K (token_embd too, when output.weight exists).
  *  - q4_k / q6_k / q4_0 / q8_0: every other matrix gets that type.
+ *  - Mixture of experts (qwen3moe): the router ffn_gate_inp stays F32; the
+ *    stacked experts follow the rules above by name (ffn_down_exps counts as
+ *    ffn_down, one per layer). Models with exactly 8 experts get llama.cpp's
+ *    special case: attn_k / attn_v Q8_0, and attn_output Q5_K under q4_k /
+ *    q4_k_m, which cinfer writes as Q6_K (it has no Q5_K; counted as a
+ *    fallback).
  * Fallback when a matrix's row length does not fit its type's block (K-quants
  * need a multiple of 256): llama.cpp turns Q6_K into Q8_0 and Q4_K into
  * Q5_0; cinfer has no Q5_0 kernels, so Q4_K becomes Q8_0 too (never fewer
@@ -46,9 +52,10 @@ const char *ci_quant_scheme_name(ci_quant_scheme s);
  * elements. i_attn_v / n_attn_v and i_ffn_down / n_ffn_down count the
  * attn_v / ffn_down matrices in file order (the caller advances them);
  * has_output: the checkpoint stores output.weight. *fallback is set when
- * the row length forced another type. */
+ * the row length (or a missing type) forced another type; n_experts: 0 for
+ * dense models. */
 ci_wtype ci_quant_pick_type(ci_quant_scheme s, const char *name, uint64_t cols, bool has_output, int i_attn_v,
-                            int n_attn_v, int i_ffn_down, int n_ffn_down, bool *fallback);
+                            int n_attn_v, int i_ffn_down, int n_ffn_down, int n_experts, bool *fallback);
 
 typedef struct ci_quantize_stats {
     size_t n_tensors;

@@ -12,6 +12,16 @@
  * the cache once. Its per-query arithmetic does not depend on the chunking,
  * so a token's result is bitwise the same in decode, in any prefill split,
  * mixed with other sequences, on any thread count.
+ *
+ * Sparse (mixture-of-experts) layers replace the MLP with
+ *   out = h + Σ_r w_r · down_e(silu(gate_e(rms(h))) * up_e(rms(h)))   over the
+ * token's top-k experts e = ids[r] (qwen3_moe_route). The batch's (token,
+ * expert) slots are grouped by expert (counting sort, tokens in batch order
+ * within an expert) so each routed expert's matrices are read once per layer
+ * and multiplied for its whole group with ci_matmul, whose rows do not
+ * depend on the group size. The sum runs in rank order, w_0·y_0 first, as
+ * llama.cpp's build_moe_ffn adds its views: a token's result does not depend
+ * on which other tokens share the batch.
  */
 #include "model/qwen3.h"
 #include "kernels/threadpool.h"
@@ -60,6 +70,26 @@ static int attn_scratch_init(qwen3_state *s, const qwen3_hparams *hp, int max_ba
     return CINFER_OK;
 }
 
+static int moe_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, cinfer_error *err) {
+    if (hp->n_experts <= 0) return CINFER_OK;
+    if (hp->n_experts_used <= 0 || hp->n_experts_used > hp->n_experts || hp->expert_intermediate <= 0)
+        return ci_error(err, CINFER_ERR_INVALID, "state: %d of %d experts of size %d not supported", hp->n_experts_used,
+                        hp->n_experts, hp->expert_intermediate);
+    size_t B = (size_t)max_batch, S = B * (size_t)hp->n_experts_used, E = (size_t)hp->n_experts;
+    s->router_logits = alloc_floats(B * E);
+    s->moe_ids = ci_malloc(S * sizeof(int32_t));
+    s->moe_weights = alloc_floats(S);
+    s->moe_offset = ci_malloc((E + 1) * sizeof(int32_t));
+    s->moe_slot_row = ci_malloc(S * sizeof(int32_t));
+    s->moe_row_token = ci_malloc(S * sizeof(int32_t));
+    s->moe_x = alloc_floats(S * (size_t)hp->hidden);
+    s->moe_gate = alloc_floats(S * (size_t)hp->expert_intermediate);
+    s->moe_up = alloc_floats(S * (size_t)hp->expert_intermediate);
+    if (!s->router_logits || !s->moe_weights || !s->moe_x || !s->moe_gate || !s->moe_up)
+        return ci_error(err, CINFER_ERR_NOMEM, "state: cannot allocate expert scratch for batch %d", max_batch);
+    return CINFER_OK;
+}
+
 int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int max_context, int n_threads,
                      cinfer_error *err) {
     *s = (qwen3_state){0};
@@ -83,6 +113,10 @@ int qwen3_state_init(qwen3_state *s, const qwen3_hparams *hp, int max_batch, int
     s->rope_sin = alloc_floats(B * (size_t)hp->head_dim / 2);
     s->logit_rows = ci_malloc(B * sizeof(int32_t));
     s->attn_chunks = ci_malloc(B * sizeof(qwen3_attn_chunk));
+    if (moe_state_init(s, hp, max_batch, err) != CINFER_OK) {
+        qwen3_state_free(s);
+        return err ? err->code : CINFER_ERR_NOMEM;
+    }
     if (attn_scratch_init(s, hp, max_batch, max_context, err) != CINFER_OK) {
         qwen3_state_free(s);
         return err ? err->code : CINFER_ERR_INVALID;
@@ -109,6 +143,15 @@ void qwen3_state_free(qwen3_state *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->logit_rows);
+    free(s->router_logits);
+    free(s->moe_ids);
+    free(s->moe_weights);
+    free(s->moe_offset);
+    free(s->moe_slot_row);
+    free(s->moe_row_token);
+    free(s->moe_x);
+    free(s->moe_gate);
+    free(s->moe_up);
     *s = (qwen3_state){0};
 }
 
@@ -318,6 +361,109 @@ static void residual_task(void *ctx, int i, int thread) {
     ci_add(j->s->x + i * H, j->s->xb + i * H, (int)H);
 }
 
+/* ---- mixture of experts ---- */
+
+void qwen3_moe_route(const float *logits, int n_experts, int k, bool norm, int32_t *ids, float *weights) {
+    float mx = logits[0];
+    for (int e = 1; e < n_experts; e++) mx = logits[e] > mx ? logits[e] : mx;
+    double sum = 0.0;
+    for (int e = 0; e < n_experts; e++) sum += (double)expf(logits[e] - mx);
+    float scale = (float)(1.0 / sum);
+    int n = 0;
+    /* insertion into the sorted top-k; ascending ids and a strict '>' keep
+     * the lower id first among equal probabilities */
+    for (int e = 0; e < n_experts; e++) {
+        float p = expf(logits[e] - mx) * scale;
+        if (n == k && !(p > weights[k - 1])) continue;
+        int at = n < k ? n++ : k - 1;
+        while (at > 0 && p > weights[at - 1]) {
+            weights[at] = weights[at - 1];
+            ids[at] = ids[at - 1];
+            at--;
+        }
+        weights[at] = p;
+        ids[at] = e;
+    }
+    if (!norm) return;
+    double total = 0.0; /* ggml_sum_rows: a double sum stored as float */
+    for (int r = 0; r < k; r++) total += weights[r];
+    float t = (float)total;
+    for (int r = 0; r < k; r++) weights[r] /= t;
+}
+
+static void route_task(void *ctx, int i, int thread) {
+    rows_job *j = ctx;
+    const qwen3_hparams *hp = &j->m->hp;
+    size_t k = (size_t)hp->n_experts_used;
+    qwen3_moe_route(j->s->router_logits + (size_t)i * hp->n_experts, hp->n_experts, hp->n_experts_used,
+                    hp->norm_topk_prob, j->s->moe_ids + i * k, j->s->moe_weights + i * k);
+}
+
+static void moe_gather_task(void *ctx, int row, int thread) {
+    rows_job *j = ctx;
+    size_t H = (size_t)j->m->hp.hidden;
+    memcpy(j->s->moe_x + row * H, j->s->xb + (size_t)j->s->moe_row_token[row] * H, H * sizeof(float));
+}
+
+static void moe_swiglu_task(void *ctx, int row, int thread) {
+    rows_job *j = ctx;
+    size_t I = (size_t)j->m->hp.expert_intermediate;
+    ci_silu_mul(j->s->moe_gate + row * I, j->s->moe_gate + row * I, j->s->moe_up + row * I, (int)I);
+}
+
+/* xb[t] = Σ_r w_r · y_r in rank order: (w_0·y_0 + w_1·y_1) + ... */
+static void moe_combine_task(void *ctx, int t, int thread) {
+    rows_job *j = ctx;
+    const qwen3_state *s = j->s;
+    int H = j->m->hp.hidden, k = j->m->hp.n_experts_used;
+    float *out = s->xb + (size_t)t * H;
+    for (int r = 0; r < k; r++) {
+        const float *y = s->moe_x + (size_t)s->moe_slot_row[t * k + r] * H;
+        float w = s->moe_weights[t * k + r];
+        if (r == 0)
+            for (int c = 0; c < H; c++) out[c] = w * y[c];
+        else
+            for (int c = 0; c < H; c++) {
+                float wy = w * y[c];
+                out[c] = out[c] + wy;
+            }
+    }
+}
+
+/* s->xb (normed h, [B, H]) -> s->xb (the experts' weighted sum). */
+static void forward_moe(const qwen3_model *m, qwen3_state *s, rows_job *rj, const qwen3_layer *L) {
+    const qwen3_hparams *hp = &m->hp;
+    int B = rj->b->n_tokens, E = hp->n_experts, k = hp->n_experts_used;
+    size_t H = (size_t)hp->hidden, I = (size_t)hp->expert_intermediate;
+    matmul(s->router_logits, s->xb, B, &L->router);
+    ci_parallel_for(B, route_task, rj);
+    /* counting sort of the slots by expert; batch order within an expert */
+    int32_t *off = s->moe_offset;
+    memset(off, 0, (size_t)(E + 1) * sizeof *off);
+    for (int i = 0; i < B * k; i++) off[s->moe_ids[i] + 1]++;
+    for (int e = 0; e < E; e++) off[e + 1] += off[e];
+    for (int i = 0; i < B * k; i++) {
+        int row = off[s->moe_ids[i]]++;
+        s->moe_slot_row[i] = row;
+        s->moe_row_token[row] = i / k;
+    }
+    for (int e = E; e > 0; e--) off[e] = off[e - 1]; /* back to first rows */
+    off[0] = 0;
+    ci_parallel_for(B * k, moe_gather_task, rj);
+    for (int e = 0; e < E; e++) {
+        int n = off[e + 1] - off[e];
+        if (n == 0) continue;
+        matmul(s->moe_gate + off[e] * I, s->moe_x + off[e] * H, n, &L->exp_gate[e]);
+        matmul(s->moe_up + off[e] * I, s->moe_x + off[e] * H, n, &L->exp_up[e]);
+    }
+    ci_parallel_for(B * k, moe_swiglu_task, rj);
+    for (int e = 0; e < E; e++) {
+        int n = off[e + 1] - off[e];
+        if (n > 0) matmul(s->moe_x + off[e] * H, s->moe_gate + off[e] * I, n, &L->exp_down[e]);
+    }
+    ci_parallel_for(B, moe_combine_task, rj);
+}
+
 static int validate_batch(const qwen3_model *m, const qwen3_state *s, const ci_kv_pool *kv, const qwen3_batch *b,
                           cinfer_error *err) {
     if (b->n_tokens <= 0 || b->n_tokens > s->max_batch)
@@ -361,6 +507,11 @@ static void forward_layer(const qwen3_model *m, qwen3_state *s, rows_job *rj, at
 
     rj->norm_weight = L->ffn_norm;
     ci_parallel_for(B, rmsnorm_rows_task, rj);
+    if (L->moe) {
+        forward_moe(m, s, rj, L);
+        ci_parallel_for(B, residual_task, rj);
+        return;
+    }
     if (L->p_gate_up) {
         float *ys[2] = {s->gate, s->up};
         size_t ldy[2] = {(size_t)L->w_gate.rows, (size_t)L->w_up.rows};

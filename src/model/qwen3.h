@@ -1,6 +1,7 @@
 /*
- * qwen3.h — the Qwen3 dense transformer: hyper-parameters, weights and one
- * batched forward pass over a paged KV cache.
+ * qwen3.h — the Qwen3 transformer (dense, and mixture-of-experts as
+ * Qwen3MoeForCausalLM): hyper-parameters, weights and one batched forward
+ * pass over a paged KV cache.
  *
  * Shaped after llama2.c's run.c (Config / Weights / State, all scratch memory
  * allocated up front) but batched from the start: one call takes tokens from
@@ -32,6 +33,12 @@ typedef struct qwen3_hparams {
     float rms_eps;
     double rope_theta;
     int max_positions;  /* max_position_embeddings */
+    /* Mixture of experts; n_experts 0 for dense models. Which layers are
+     * sparse is per layer (qwen3_layer.moe). */
+    int n_experts;          /* E */
+    int n_experts_used;     /* k, top-k experts per token */
+    int expert_intermediate;/* I_e, moe_intermediate_size */
+    bool norm_topk_prob;    /* renormalise the k router weights to sum 1 */
 } qwen3_hparams;
 
 /* A 2-D weight as stored: rows = output features, cols = input features,
@@ -53,9 +60,17 @@ typedef struct qwen3_layer {
     ci_weight wk;             /* [n_kv*d, H] */
     ci_weight wv;             /* [n_kv*d, H] */
     ci_weight wo;             /* [H, n_heads*d] */
-    ci_weight w_gate;         /* [I, H] */
+    ci_weight w_gate;         /* [I, H]   (dense layers) */
     ci_weight w_up;           /* [I, H] */
     ci_weight w_down;         /* [H, I] */
+    /* Sparse layers (moe true): the router and each expert's matrices. An
+     * expert is a view: a slice of a stacked GGUF tensor or its own HF tensor.
+     * The arrays are owned by the loader. */
+    bool moe;
+    ci_weight router;         /* [E, H] */
+    ci_weight *exp_gate;      /* [E] of [I_e, H] */
+    ci_weight *exp_up;        /* [E] of [I_e, H] */
+    ci_weight *exp_down;      /* [E] of [H, I_e] */
     /* Copies repacked at load for the selected kernels (ci_pack_weights),
      * or NULL: then the ci_weights above are used. Results are bitwise the
      * same either way. Owned by whoever filled them (the loader). */
@@ -118,6 +133,16 @@ typedef struct qwen3_state {
     float *rope_cos; /* [B, d/2] */
     float *rope_sin; /* [B, d/2] */
     int32_t *logit_rows; /* [B] batch index of each logits row */
+    /* Mixture of experts (NULL for dense models); S = B * k routed slots. */
+    float *router_logits;   /* [B, E] */
+    int32_t *moe_ids;       /* [S] token t's experts in rank order at t*k.. */
+    float *moe_weights;     /* [S] their router weights */
+    int32_t *moe_offset;    /* [E + 1] first grouped row of each expert */
+    int32_t *moe_slot_row;  /* [S] grouped row of slot t*k + r */
+    int32_t *moe_row_token; /* [S] token of each grouped row */
+    float *moe_x;           /* [S, H] inputs grouped by expert, then their outputs */
+    float *moe_gate;        /* [S, I_e] */
+    float *moe_up;          /* [S, I_e] */
 } qwen3_state;
 
 typedef struct qwen3_model {
@@ -138,6 +163,13 @@ void qwen3_state_free(qwen3_state *s);
  * number of rows written, or < 0 on error (bad batch). */
 int qwen3_forward(const qwen3_model *m, qwen3_state *s, ci_kv_pool *kv, const qwen3_batch *b,
                   float *logits, cinfer_error *err);
+
+/* The router of one token, as transformers' Qwen3MoeSparseMoeBlock and
+ * llama.cpp's build_moe_ffn compute it: p = softmax(logits) in fp32 (exp
+ * sums in double, then one fp32 scale, as ggml_soft_max), the k largest p in
+ * descending order — an exact tie goes to the lower expert id — and, when
+ * norm, each divided by their sum. Writes ids[k] and weights[k]. */
+void qwen3_moe_route(const float *logits, int n_experts, int k, bool norm, int32_t *ids, float *weights);
 
 /* The attention step of one layer alone (tests; only m->hp is read): stores
  * the batch's K/V rows from s->k and s->v into the cache, then writes
