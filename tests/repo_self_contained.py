@@ -5,7 +5,7 @@ usage: repo_self_contained.py scan SRC
 
 scan   reads every file that decides what a test touches (tests/, every
        CMakeLists.txt, scripts/, .ci/, Makefile) and rejects references to the
-       old shared folder (CINFER_SHARED, ../shared) and absolute paths into
+       old shared folder (its CMake variable, a relative path up into shared/) and absolute paths into
        user or project trees (/work, /home, /root, /mnt, /opt, /srv, the
        folder that holds this checkout). A clone must pass with nothing
        beside it.
@@ -58,8 +58,8 @@ def scan(src):
     src = os.path.abspath(src)
     parent = os.path.dirname(src)
     rules = [
-        (re.compile(r"CINFER_SHARED"), "the old shared-folder variable"),
-        (re.compile(r"\.\.[\\/\"', ]+[\"']?shared\b"), "a path to ../shared"),
+        (re.compile(r"CINFER_" + r"SHARED"), "the old shared-folder variable"),  # split: this file must not match itself
+        (re.compile(r"\.\.[\\/\"', ]+[\"']?shared\b"), "a path up into shared/"),
         (re.compile(r"(?:^|(?<=[\s\"'=(,\[]))/(?:%s)(?:/|\b)" % "|".join(DENIED_TOPS)), "an absolute path outside the repository"),
     ]
     if parent not in ("/", "") and not any((parent + "/").startswith(p) for p in SYSTEM):  # e.g. a clone in /tmp
